@@ -1,0 +1,108 @@
+"""faxmail: the admin's command (policy check, dry-run; more in later commands)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .policy import Policy
+from .yamlfile import ConfigError, load_yaml
+
+EX_USAGE, EX_DATAERR, EX_NOINPUT, EX_CONFIG = 64, 65, 66, 78
+
+
+def _policy_check(args: argparse.Namespace) -> int:
+    try:
+        policy = load_yaml(args.file, Policy)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(f"{args.file}: {problem}", file=sys.stderr)
+        return 1
+    print(
+        f"{args.file}: OK ({len(policy.senders)} sender entries, "
+        f"fax domains: {', '.join(policy.fax_address.domains) or 'none'})"
+    )
+    return 0
+
+
+def _dry_run(args: argparse.Namespace) -> int:
+    from .dryrun import run_dry
+
+    try:
+        raw = args.message.read_bytes()
+    except OSError as exc:
+        print(f"faxmail dry-run: {exc}", file=sys.stderr)
+        return EX_NOINPUT
+    try:
+        verdict = run_dry(
+            raw,
+            settings_path=args.settings,
+            policy_path=args.policy,
+            mail_from=args.mail_from,
+            rcpts=args.rcpt,
+            sasl_user=args.sasl_user,
+            client_ip=args.client_ip,
+        )
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(f"{exc.source}: {problem}", file=sys.stderr)
+        return EX_CONFIG
+    if args.json:
+        print(json.dumps(verdict, ensure_ascii=False, indent=2))
+    else:
+        for line in verdict["lines"]:
+            print(line)
+    return 0 if verdict["accepted"] else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="faxmail",
+        description="Administer the faxmail e-mail to fax gateway.",
+        epilog="The daemon itself is faxmail-milter (see faxmail-milter --help).",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    policy = sub.add_parser("policy", help="work with the policy file")
+    policy_sub = policy.add_subparsers(dest="policy_command", required=True, metavar="ACTION")
+    check = policy_sub.add_parser(
+        "check",
+        help="validate a policy file; print each problem with its key path and line",
+        description="Validate a policy file. Exit 0 if valid, 1 with one line per problem.",
+    )
+    check.add_argument("file", type=Path)
+    check.set_defaults(func=_policy_check)
+
+    dry = sub.add_parser(
+        "dry-run",
+        help="run the milter's decision on a message file, without Postfix",
+        description=(
+            "Run the same steps the milter runs (recipient checks, DKIM, policy, extraction,"
+            " rendering) on MESSAGE and print the SMTP answer Postfix would give. Nothing is"
+            " queued. Exit 0 if the fax would be accepted, 1 if not."
+        ),
+    )
+    dry.add_argument("message", type=Path, metavar="MESSAGE.eml")
+    dry.add_argument("--mail-from", required=True, metavar="ADDR", help="envelope sender")
+    dry.add_argument(
+        "--rcpt", required=True, action="append", metavar="ADDR", help="recipient (repeatable)"
+    )
+    dry.add_argument("--sasl-user", metavar="USER", help="as if authenticated with SMTP AUTH")
+    dry.add_argument("--client-ip", metavar="IP", help="as if the client connected from IP")
+    dry.add_argument("--settings", type=Path, metavar="FILE", help="daemon settings YAML")
+    dry.add_argument("--policy", type=Path, metavar="FILE", help="policy YAML (overrides settings)")
+    dry.add_argument("--json", action="store_true", help="machine-readable output")
+    dry.set_defaults(func=_dry_run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    code: int = args.func(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

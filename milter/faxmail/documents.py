@@ -1,0 +1,23 @@
+"""The value passed from attachment extraction to rendering."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+DocumentKind = Literal["pdf", "tiff", "png", "jpeg"]
+
+
+@dataclass(frozen=True)
+class Document:
+    """One attachment to fax, already written to disk by us.
+
+    `path` lies in the job's private work dir under a name we chose (never the attachment's
+    own name, which is untrusted). `label` names the attachment in replies and logs, e.g.
+    "attachment 2 (report.pdf)", and is already printable-safe.
+    """
+
+    kind: DocumentKind
+    path: Path
+    label: str

@@ -1,0 +1,221 @@
+"""The pymilter edge: turn callbacks into typed values, ask the Gateway, answer Postfix.
+
+The only module that imports Milter. It decides nothing itself. Every callback it implements is
+answered (no @noreply): on a TCP socket, no-reply packets stall each mail 40 ms behind Nagle.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+import Milter
+
+from .decision import Gateway, Queued
+from .headers import authentication_results
+from .recipient import FaxRecipient
+from .replies import LOCAL_ERROR, MESSAGE_TOO_BIG, Refusal, Reply
+from .session import Session, parse_ip
+
+log = logging.getLogger("faxmail.milter")
+trace = logging.getLogger("faxmail.protocol")  # one debug line per callback: proves what Postfix sent
+
+SPOOL_IN_MEMORY = 1024 * 1024  # bigger bodies go to a temporary file
+
+
+@dataclass
+class Counters:
+    """Callbacks seen since start; logged at shutdown, read by tests through the log."""
+
+    messages: int = 0
+    fax_messages: int = 0
+    headers: int = 0
+    bodies: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def add(self, **deltas: int) -> None:
+        with self.lock:
+            for name, delta in deltas.items():
+                setattr(self, name, getattr(self, name) + delta)
+
+    def __str__(self) -> str:
+        return (
+            f"messages={self.messages} fax_messages={self.fax_messages} "
+            f"header_callbacks={self.headers} body_callbacks={self.bodies}"
+        )
+
+
+COUNTERS = Counters()
+
+
+@Milter.header_leading_space  # keep header bytes as sent: DKIM "simple" needs them exact
+class FaxMilter(Milter.Base):  # type: ignore[misc]
+    gateway: Gateway  # set by the daemon before serving
+    authserv_id: str = "localhost"
+
+    def __init__(self) -> None:
+        self.client_ip: str | None = None
+        self._reset()
+
+    def _reset(self) -> None:
+        self.session: Session | None = None
+        self.fax_rcpts: list[FaxRecipient] = []
+        self.other_rcpts = 0
+        self.header_bytes_seen: list[bytes] = []
+        self.body: tempfile.SpooledTemporaryFile[bytes] | None = None
+        self.size = 0
+
+    def _answer(self, reply: Reply) -> int:
+        self.setreply(reply.code, reply.enhanced, reply.text)
+        return Milter.TEMPFAIL if reply.temporary else Milter.REJECT
+
+    # --- callbacks, in protocol order ----------------------------------------------------
+    def connect(self, hostname: str, family: int, hostaddr: Any) -> int:
+        trace.debug("connect %s", hostname)
+        self.client_ip = hostaddr[0] if isinstance(hostaddr, tuple) and hostaddr else None
+        return Milter.CONTINUE
+
+    def envfrom(self, mail_from: str, *params: str) -> int:
+        trace.debug("envfrom")
+        self._close_body()
+        self._reset()
+        COUNTERS.add(messages=1)
+        self.session = Session(
+            envelope_sender=_unbracket(mail_from),
+            client_ip=parse_ip(self.client_ip),
+            sasl_user=self.getsymval("{auth_authen}") or None,
+        )
+        return Milter.CONTINUE
+
+    def envrcpt(self, to: str, *params: str) -> int:
+        trace.debug("envrcpt")
+        assert self.session is not None
+        try:
+            recipient = self.gateway.check_recipient(self.session, to)
+        except Refusal as refusal:
+            log.info(
+                "reject rcpt=%s from=%s client=%s: %s",
+                _unbracket(to), self.session.envelope_sender, self.client_ip, refusal.reply,
+            )
+            return self._answer(refusal.reply)
+        except Exception:
+            log.exception("rcpt=%s: internal error; answering %s", _unbracket(to), LOCAL_ERROR)
+            return self._answer(LOCAL_ERROR)
+        if recipient is None:
+            self.other_rcpts += 1
+        else:
+            self.fax_rcpts.append(recipient)
+        return Milter.CONTINUE
+
+    def data(self) -> int:
+        trace.debug("data")
+        if not self.fax_rcpts:
+            return Milter.ACCEPT  # ordinary mail: Postfix sends us no headers and no body
+        COUNTERS.add(fax_messages=1)
+        self.body = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)
+        return Milter.CONTINUE
+
+    @Milter.decode("bytes")  # type: ignore[misc]
+    def header(self, name: str, value: bytes) -> int:
+        COUNTERS.add(headers=1)
+        trace.debug("header")
+        line = name.encode("ascii", "replace") + b":" + value.replace(b"\r\n", b"\n").replace(
+            b"\n", b"\r\n"
+        ) + b"\r\n"
+        return self._count(len(line)) or self._keep_header(line)
+
+    def _keep_header(self, line: bytes) -> int:
+        self.header_bytes_seen.append(line)
+        return Milter.CONTINUE
+
+    def eoh(self) -> int:
+        trace.debug("eoh")
+        return Milter.CONTINUE
+
+    def body(self, chunk: bytes) -> int:  # type: ignore[override]
+        COUNTERS.add(bodies=1)
+        trace.debug("body")
+        refused = self._count(len(chunk))
+        if refused:
+            return refused
+        assert self.body is not None
+        self.body.write(chunk)
+        return Milter.CONTINUE
+
+    def _count(self, size: int) -> int:
+        """Count bytes as they arrive (clients need not declare SIZE); refuse past the limit."""
+        self.size += size
+        limit = self.gateway.policy.limits.max_message_bytes
+        if self.size > limit:
+            return self._answer(MESSAGE_TOO_BIG.format(limit=limit))
+        return 0
+
+    def eom(self) -> int:
+        trace.debug("eom")
+        assert self.session is not None and self.body is not None
+        session = Session(
+            self.session.envelope_sender,
+            self.session.client_ip,
+            self.session.sasl_user,
+            self.getsymval("i"),
+        )
+        self.body.seek(0)
+        raw = b"".join(self.header_bytes_seen) + b"\r\n" + self.body.read()
+        try:
+            queued = self.gateway.decide(session, self.fax_rcpts, raw)
+        except Refusal as refusal:
+            log.info(
+                "reject queue_id=%s from=%s rcpts=%s: %s",
+                session.queue_id, session.envelope_sender,
+                ",".join(r.address for r in self.fax_rcpts), refusal.reply,
+            )
+            return self._answer(refusal.reply)
+        except Exception:
+            log.exception("queue_id=%s: internal error; answering %s", session.queue_id, LOCAL_ERROR)
+            return self._answer(LOCAL_ERROR)
+        return self._deliver(session, queued)
+
+    def _deliver(self, session: Session, queued: Queued) -> int:
+        """The fax is queued: take the fax recipients off the mail (or drop it)."""
+        for address, job_id in queued.jobs.items():
+            log.info(
+                "queued queue_id=%s job=%s from=%s proof=%s number=%s pages=%d",
+                session.queue_id, job_id, queued.identity.author, queued.identity.proof,
+                address, queued.pages,
+            )
+        policy = self.gateway.policy
+        if self.other_rcpts == 0 and policy.fax.after_queueing == "discard":
+            return Milter.DISCARD  # nobody else is to receive it
+        self.addheader(
+            "Authentication-Results", authentication_results(self.authserv_id, queued.identity)
+        )
+        self.addheader("X-Faxmail-Job", ", ".join(sorted(set(queued.jobs.values()))))
+        if policy.fax.after_queueing == "archive" and policy.fax.archive_address:
+            self.addrcpt(f"<{policy.fax.archive_address}>")
+        for recipient in self.fax_rcpts:
+            self.delrcpt(f"<{recipient.address}>")
+        return Milter.ACCEPT
+
+    def abort(self) -> int:
+        trace.debug("abort")
+        self._close_body()
+        self._reset()
+        return Milter.CONTINUE
+
+    def close(self) -> int:
+        self._close_body()
+        return Milter.CONTINUE
+
+    def _close_body(self) -> None:
+        if getattr(self, "body", None) is not None:
+            assert self.body is not None
+            self.body.close()
+            self.body = None
+
+
+def _unbracket(address: str) -> str:
+    address = address.strip()
+    return address[1:-1] if address.startswith("<") and address.endswith(">") else address

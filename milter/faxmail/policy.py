@@ -1,0 +1,189 @@
+"""The policy the admin edits: who may fax where, how often, and how faxes are made.
+
+Every key is documented in README.md ("The policy"). Validation is pydantic's; errors name the key
+path and line (yamlfile.py). The embedded default allows nothing until the admin edits it.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+Proof = Literal["dkim", "sasl", "network"]
+NumberType = Literal[
+    "premium_rate", "shared_cost", "toll_free", "voip", "personal_number", "pager", "uan",
+    "voicemail", "mobile", "unknown",
+]
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+_ADDRESS = re.compile(r"^([^@\s]+@|@)[A-Za-z0-9.-]+$")
+_PREFIX = re.compile(r"^\+[0-9]{1,15}$")
+
+
+class Strict(BaseModel):
+    # Unknown keys are typos the admin wants to hear about.
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _check_rule(rule: str) -> str:
+    """A destination rule: an E.164 prefix ("+8133") or a regular expression ("re:^\\+8150")."""
+    if rule.startswith("re:"):
+        try:
+            re.compile(rule[3:])
+        except re.error as exc:
+            raise ValueError(f"bad regular expression {rule[3:]!r}: {exc}") from exc
+    elif not _PREFIX.match(rule):
+        raise ValueError(f"{rule!r} is neither an E.164 prefix like '+8133' nor 're:<regex>'")
+    return rule
+
+
+Rule = Annotated[str, Field(min_length=2)]
+
+
+class DestinationRules(Strict):
+    allow: tuple[Rule, ...] = ()  # empty: any number not denied
+    deny: tuple[Rule, ...] = ()
+    international: bool | None = None  # None: inherit
+
+    @field_validator("allow", "deny")
+    @classmethod
+    def _rules(cls, rules: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(_check_rule(r) for r in rules)
+
+
+class Destinations(DestinationRules):
+    region: str = "JP"  # how national numbers ("03-1234-5678") are read
+    international: bool | None = False
+    deny_types: tuple[NumberType, ...] = ("premium_rate", "shared_cost", "uan", "personal_number")
+    # Emergency and other short numbers are always refused: a fax machine must never dial 110/119.
+
+    @field_validator("region")
+    @classmethod
+    def _region(cls, region: str) -> str:
+        import phonenumbers
+
+        if region.upper() not in phonenumbers.SUPPORTED_REGIONS:
+            raise ValueError(f"unknown region {region!r} (use a two-letter code such as JP)")
+        return region.upper()
+
+
+class Limits(Strict):
+    per_hour: int | None = Field(default=None, ge=0)
+    per_day: int | None = Field(default=None, ge=0)
+    max_pages: int | None = Field(default=None, ge=1)
+
+
+class DefaultLimits(Limits):
+    per_hour: int | None = Field(default=20, ge=0)
+    per_day: int | None = Field(default=100, ge=0)
+    max_pages: int | None = Field(default=50, ge=1)
+    max_message_bytes: int = Field(default=20_000_000, ge=1000)
+
+
+class Sender(Strict):
+    address: str | None = None  # "alice@example.jp" or "@example.jp" (the From: address)
+    sasl_user: str | None = None  # SASL login name ({auth_authen})
+    networks: tuple[Network, ...] = ()  # client networks that vouch for this sender
+    proof: tuple[Proof, ...] = ("dkim",)  # any one of these suffices
+    destinations: DestinationRules = DestinationRules()
+    limits: Limits = Limits()
+    language: Literal["ja", "en"] | None = None  # of the result mail
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, address: str | None) -> str | None:
+        if address is not None and not _ADDRESS.match(address):
+            raise ValueError(f"{address!r} is not an address or '@domain'")
+        return address.lower() if address else None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Sender:
+        if self.address is None and self.sasl_user is None:
+            raise ValueError("a sender needs an address, a sasl_user, or both")
+        if not self.proof:
+            raise ValueError("proof must list at least one of dkim, sasl, network")
+        if "sasl" in self.proof and self.sasl_user is None:
+            raise ValueError("proof 'sasl' needs sasl_user")
+        if "network" in self.proof and not self.networks:
+            raise ValueError("proof 'network' needs networks")
+        if self.address is None and "sasl" not in self.proof:
+            raise ValueError("a sender without address must use proof 'sasl'")
+        return self
+
+
+class FaxAddress(Strict):
+    local_part: str = Field(default="fax", pattern=r"^[A-Za-z0-9._-]+$")
+    delimiter: str = Field(default="+", pattern=r"^[+\-_.=]$")
+    domains: tuple[str, ...] = ()  # empty: fax addresses are recognised at no domain
+
+    @field_validator("domains")
+    @classmethod
+    def _lower(cls, domains: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(d.lower().rstrip(".") for d in domains)
+
+
+class Authentication(Strict):
+    alignment: Literal["relaxed", "strict"] = "relaxed"
+    sasl_requires_dkim: bool = False
+    min_key_bits: int = Field(default=1024, ge=512)
+    # Is the envelope sender checked at RCPT time (it may differ from From:, e.g. for bounces)?
+    rcpt_sender_check: bool = True
+
+
+class Fax(Strict):
+    paper: Literal["a4", "letter"] = "a4"
+    resolution: Literal["fine", "standard"] = "fine"
+    whiten_threshold: float | None = Field(default=0.8, gt=0, le=1)
+    photo: bool = False
+    channel: str = Field(default="PJSIP/{number}@trunk", pattern=r"^[A-Za-z0-9/@+._:{}-]+$")
+    context: str = Field(default="faxmail-send", pattern=r"^[A-Za-z0-9_+-]+$")
+    extension: str = Field(default="send", pattern=r"^[A-Za-z0-9_+-]+$")
+    max_retries: int = Field(default=2, ge=0, le=20)
+    retry_time: int = Field(default=300, ge=10)
+    wait_time: int = Field(default=45, ge=5)
+    caller_id: str | None = Field(default=None, pattern=r"^\+?[0-9]{1,20}$")
+    header_info: str | None = Field(default=None, pattern=r"^[A-Za-z0-9 ._-]{0,50}$")
+    local_station_id: str | None = Field(default=None, pattern=r"^\+?[0-9 ]{1,20}$")
+    duplicate_window_hours: float = Field(default=24, ge=0)
+    after_queueing: Literal["discard", "archive"] = "discard"
+    archive_address: str | None = None
+
+    @field_validator("channel")
+    @classmethod
+    def _channel(cls, channel: str) -> str:
+        if "{number}" not in channel:
+            raise ValueError("channel must contain {number}")
+        return channel
+
+
+class Policy(Strict):
+    fax_address: FaxAddress = FaxAddress()
+    senders: tuple[Sender, ...] = ()
+    destinations: Destinations = Destinations()
+    limits: DefaultLimits = DefaultLimits()
+    authentication: Authentication = Authentication()
+    fax: Fax = Fax()
+    admin_cc: str | None = None
+    language: Literal["ja", "en"] = "ja"
+
+
+DEFAULT_POLICY_YAML = """\
+# faxmail policy: who may fax where. This embedded default allows nobody.
+# Copy it to the file named by `policy:` in the daemon settings and edit it.
+fax_address:
+  local_part: fax          # fax+<number>@<domain>
+  delimiter: "+"
+  domains: []              # e.g. [example.jp]
+senders: []                # e.g. - {address: "@example.jp", proof: [dkim]}
+destinations:
+  region: JP
+  international: false
+limits:
+  per_hour: 20
+  per_day: 100
+  max_pages: 50
+  max_message_bytes: 20000000
+"""

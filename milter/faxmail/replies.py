@@ -1,0 +1,89 @@
+"""Every SMTP answer faxmail gives, in one place.
+
+A step of the outbound pipeline refuses a mail by raising `Refusal(SOME_REPLY.format(...))`.
+Enhanced codes follow RFC 3463; the DKIM ones RFC 7372.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+_UNSAFE = re.compile(r"[^\x20-\x7e]")
+
+
+def printable(text: str, limit: int = 200) -> str:
+    """Make untrusted text safe for an SMTP reply line: ASCII printable, bounded, no '%'."""
+    text = _UNSAFE.sub("?", text).replace("%", "?")
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+@dataclass(frozen=True)
+class Reply:
+    code: str  # "550"
+    enhanced: str  # "5.7.1"
+    text: str  # a sentence for a human; may hold {placeholders}
+
+    @property
+    def temporary(self) -> bool:
+        return self.code.startswith("4")
+
+    def format(self, **values: object) -> Reply:
+        safe = {k: printable(str(v)) for k, v in values.items()}
+        return Reply(self.code, self.enhanced, self.text.format(**safe))
+
+    def __str__(self) -> str:
+        return f"{self.code} {self.enhanced} {self.text}"
+
+
+class Refusal(Exception):
+    """Raised by a pipeline step: the mail (or recipient) gets `reply`."""
+
+    def __init__(self, reply: Reply) -> None:
+        super().__init__(str(reply))
+        self.reply = reply
+
+
+# --- recipients (RCPT TO) ---
+NUMBER_UNPARSABLE = Reply("553", "5.1.3", "fax number {number!s} is not a valid phone number")
+NUMBER_FORBIDDEN = Reply("550", "5.7.1", "fax number {number!s} is not allowed ({reason!s})")
+SENDER_UNKNOWN = Reply("550", "5.7.1", "<{sender!s}> is not allowed to send faxes")
+RATE_LIMITED = Reply(
+    "450", "4.7.1", "<{sender!s}> has sent {count!s} faxes in the last {window!s}; try again later"
+)
+
+# --- end of message: the sender ---
+FROM_MISSING = Reply("550", "5.6.0", "the message has no valid From: address")
+FROM_NOT_SINGLE = Reply("550", "5.6.0", "the message has {count!s} From: fields; exactly one is allowed")
+FROM_NOT_ALLOWED = Reply("550", "5.7.1", "<{sender!s}> is not allowed to send faxes")
+DKIM_NONE = Reply("550", "5.7.20", "No passing DKIM signature found")
+DKIM_UNACCEPTABLE = Reply(
+    "550", "5.7.21", "No acceptable DKIM signature found ({why!s})"
+)
+DKIM_NOT_ALIGNED = Reply("550", "5.7.22", "No valid author-matched DKIM signature found")
+DKIM_DNS_TEMPFAIL = Reply(
+    "451", "4.7.5", "DKIM key lookup failed temporarily ({why!s}); please try again later"
+)
+
+# --- end of message: size and content ---
+MESSAGE_TOO_BIG = Reply("552", "5.3.4", "message too big for fax (limit {limit!s} bytes)")
+NOTHING_TO_FAX = Reply(
+    "550", "5.6.0", "no PDF or image attachment found (accepted: PDF, TIFF, PNG, JPEG)"
+)
+PDF_ENCRYPTED = Reply("550", "5.6.0", "the PDF is password-protected")
+DOCUMENT_DAMAGED = Reply("550", "5.6.0", "the attachment {name!s} cannot be read: {why!s}")
+TOO_MANY_PAGES = Reply("552", "5.3.4", "the fax has {pages!s} pages; at most {limit!s} are allowed")
+RENDER_TOO_SLOW = Reply("552", "5.3.4", "the document took too long to render ({why!s})")
+RENDERER_BUSY = Reply("451", "4.3.2", "fax renderer busy; please try again later")
+
+# --- our own faults ---
+LOCAL_ERROR = Reply("451", "4.3.0", "temporary local problem; please try again later")
+SPOOL_FULL = Reply("452", "4.3.1", "insufficient fax spool space; please try again later")
+
+# --- end of message: MIME structure (extract.py) ---
+MIME_TOO_MANY_PARTS = Reply(
+    "552", "5.3.4", "the message has more than {limit!s} MIME parts; too complex to fax"
+)
+MIME_TOO_DEEP = Reply(
+    "552", "5.3.4", "the message's MIME parts nest more than {limit!s} deep; too complex to fax"
+)

@@ -1,0 +1,68 @@
+"""Build the long-lived parts (policy, store, spool, renderer) from the settings, once."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from dataclasses import dataclass
+
+from .decision import Gateway
+from .dnslookup import make_txt_lookup
+from .enqueue import Spool, repair
+from .policy import DEFAULT_POLICY_YAML
+from .policywatch import PolicyHolder
+from .render import Renderer, RenderOptions
+from .settings import Settings
+from .store import SqliteStore
+from .yamlfile import ConfigError, ConfigProblem
+
+log = logging.getLogger("faxmail.runtime")
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    policies: PolicyHolder
+    store: SqliteStore
+    spool: Spool
+    renderer: Renderer
+    gateway: Gateway
+
+    def close(self) -> None:
+        self.renderer.stop_all()
+        self.store.close()
+
+
+def build_runtime(settings: Settings, *, dry_run: bool = False) -> Runtime:
+    policies = PolicyHolder(settings.policy)  # ConfigError: refuse to start
+    if policies.source == "<embedded default>":
+        log.warning("no policy file: the embedded default allows nobody to fax:\n%s", DEFAULT_POLICY_YAML)
+    state = settings.state_dir
+    work = state / "work"
+    if not dry_run:
+        shutil.rmtree(work, ignore_errors=True)  # work files of a previous run are garbage
+    work.mkdir(parents=True, exist_ok=True)
+    store = SqliteStore(state / "faxmail.sqlite")
+    try:
+        spool = Spool.from_settings(settings.asterisk)
+    except KeyError as exc:
+        raise ConfigError(
+            "settings",
+            [ConfigProblem("asterisk.user", None, f"no such user {settings.asterisk.user!r}")],
+        ) from exc
+    problems = spool.problems()
+    for problem in problems:
+        log.warning("fax queueing unavailable until fixed (faxes get 451): %s", problem)
+    if not problems and not dry_run:
+        repair(spool, store)
+    renderer = Renderer(RenderOptions(), slots=settings.render_slots)
+    gateway = Gateway(
+        policies=policies,
+        store=store,
+        lookup=make_txt_lookup(settings.dns),
+        spool=spool,
+        renderer=renderer,
+        work_root=work,
+        dry_run=dry_run,
+    )
+    return Runtime(settings, policies, store, spool, renderer, gateway)

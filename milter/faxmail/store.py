@@ -1,0 +1,229 @@
+"""The job store: one SQLite file (WAL) shared by all milter threads, notify and the admin CLI.
+
+Rate limits are counted from the jobs themselves, so they survive restarts and are counted once
+however many threads run. Sites with several MX hosts would put a shared database behind the same
+`Store` interface.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Literal, Protocol
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    id TEXT PRIMARY KEY,
+    created REAL NOT NULL,
+    state TEXT NOT NULL,
+    sender TEXT NOT NULL,            -- rate-limit key: the authenticated From, lower case
+    envelope_sender TEXT NOT NULL,
+    author TEXT NOT NULL,
+    reply_to TEXT,
+    subject TEXT NOT NULL,
+    number_given TEXT NOT NULL,
+    number_e164 TEXT NOT NULL,
+    number_dialled TEXT NOT NULL,
+    pages INTEGER NOT NULL,
+    digest TEXT NOT NULL,
+    message_id TEXT NOT NULL,
+    proof TEXT NOT NULL,
+    dkim_domain TEXT,
+    language TEXT NOT NULL,
+    tiff TEXT NOT NULL,
+    render_seconds REAL NOT NULL,
+    tiff_bytes INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS jobs_sender_created ON jobs (sender, created);
+CREATE INDEX IF NOT EXISTS jobs_duplicate ON jobs (message_id, digest, number_e164);
+CREATE INDEX IF NOT EXISTS jobs_state ON jobs (state);
+CREATE TABLE IF NOT EXISTS events (
+    job_id TEXT NOT NULL,
+    at REAL NOT NULL,
+    kind TEXT NOT NULL,
+    detail TEXT NOT NULL             -- JSON
+);
+CREATE INDEX IF NOT EXISTS events_job ON events (job_id, at);
+"""
+
+# A job is "queueing" between its row and its call file; the milter's start-up repair resolves it.
+COUNTED_STATES = ("queueing", "queued", "sending", "sent", "failed")
+
+
+@dataclass(frozen=True)
+class Job:
+    id: str
+    created: float
+    state: str
+    sender: str
+    envelope_sender: str
+    author: str
+    reply_to: str | None
+    subject: str
+    number_given: str
+    number_e164: str
+    number_dialled: str
+    pages: int
+    digest: str
+    message_id: str
+    proof: str
+    dkim_domain: str | None
+    language: str
+    tiff: str
+    render_seconds: float
+    tiff_bytes: int
+
+
+_COLUMNS = [f.name for f in fields(Job)]
+
+
+@dataclass(frozen=True)
+class RateLimits:
+    per_hour: int | None
+    per_day: int | None
+
+
+@dataclass(frozen=True)
+class RateExceeded:
+    count: int
+    window: str  # "hour" / "day"
+
+
+@dataclass(frozen=True)
+class Duplicate:
+    job_id: str
+
+
+Admission = Literal["admitted"] | RateExceeded | Duplicate
+
+
+class Store(Protocol):
+    def rate_exceeded(self, sender: str, limits: RateLimits, now: float) -> RateExceeded | None: ...
+    def admit(self, job: Job, limits: RateLimits, duplicate_window_s: float) -> Admission: ...
+    def set_state(self, job_id: str, state: str, event: str, **detail: object) -> None: ...
+    def add_event(self, job_id: str, event: str, **detail: object) -> None: ...
+    def get(self, job_id: str) -> Job | None: ...
+    def in_state(self, state: str) -> list[Job]: ...
+    def events(self, job_id: str) -> list[tuple[float, str, dict[str, object]]]: ...
+
+
+class SqliteStore:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # One connection behind a lock: libmilter starts a thread per SMTP connection, and
+        # per-thread connections would leak with those threads. Only fax mail gets here.
+        self._lock = threading.RLock()
+        self._conn = sqlite3.connect(
+            path, timeout=5.0, isolation_level=None, check_same_thread=False
+        )
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA synchronous=FULL")  # a 250 promises the job is on disk
+        self._conn.executescript(SCHEMA)
+
+    @contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            yield self._conn
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            db = self._conn
+            db.execute("BEGIN IMMEDIATE")  # the write lock now: check-then-insert is atomic
+            try:
+                yield db
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+
+    @staticmethod
+    def _exceeded(db: sqlite3.Connection, sender: str, limits: RateLimits, now: float) -> (
+        RateExceeded | None
+    ):
+        marks = ",".join("?" * len(COUNTED_STATES))
+        for limit, seconds, window in ((limits.per_hour, 3600, "hour"), (limits.per_day, 86400, "day")):
+            if limit is None:
+                continue
+            (count,) = db.execute(
+                f"SELECT count(*) FROM jobs WHERE sender = ? AND created > ? AND state IN ({marks})",  # noqa: S608
+                (sender, now - seconds, *COUNTED_STATES),
+            ).fetchone()
+            if count >= limit:
+                return RateExceeded(count, window)
+        return None
+
+    def rate_exceeded(self, sender: str, limits: RateLimits, now: float) -> RateExceeded | None:
+        with self._read() as db:
+            return self._exceeded(db, sender.lower(), limits, now)
+
+    def admit(self, job: Job, limits: RateLimits, duplicate_window_s: float) -> Admission:
+        """Insert `job` as "queueing" unless it is a resent duplicate or over the rate limit."""
+        with self._tx() as db:
+            row = db.execute(
+                "SELECT id FROM jobs WHERE message_id = ? AND digest = ? AND number_e164 = ?"
+                " AND created > ? AND state IN ('queueing', 'queued', 'sending', 'sent', 'failed')",
+                (job.message_id, job.digest, job.number_e164, job.created - duplicate_window_s),
+            ).fetchone()
+            if row is not None and job.message_id:
+                self._event(db, row[0], "duplicate", {"message_id": job.message_id})
+                return Duplicate(row[0])
+            exceeded = self._exceeded(db, job.sender, limits, job.created)
+            if exceeded is not None:
+                return exceeded
+            values = asdict(job)
+            db.execute(
+                f"INSERT INTO jobs ({','.join(_COLUMNS)}) VALUES ({','.join('?' * len(_COLUMNS))})",  # noqa: S608
+                [values[c] for c in _COLUMNS],
+            )
+            self._event(db, job.id, "accepted", {"proof": job.proof, "pages": job.pages})
+        return "admitted"
+
+    @staticmethod
+    def _event(db: sqlite3.Connection, job_id: str, event: str, detail: dict[str, object]) -> None:
+        db.execute(
+            "INSERT INTO events (job_id, at, kind, detail) VALUES (?, ?, ?, ?)",
+            (job_id, time.time(), event, json.dumps(detail, ensure_ascii=False, default=str)),
+        )
+
+    def set_state(self, job_id: str, state: str, event: str, **detail: object) -> None:
+        with self._tx() as db:
+            db.execute("UPDATE jobs SET state = ? WHERE id = ?", (state, job_id))
+            self._event(db, job_id, event, {"state": state, **detail})
+
+    def add_event(self, job_id: str, event: str, **detail: object) -> None:
+        with self._tx() as db:
+            self._event(db, job_id, event, detail)
+
+    def _jobs(self, where: str, args: Sequence[object]) -> list[Job]:
+        with self._read() as db:
+            rows = db.execute(
+                f"SELECT {','.join(_COLUMNS)} FROM jobs WHERE {where} ORDER BY created DESC",  # noqa: S608
+                args,
+            ).fetchall()
+        return [Job(*row) for row in rows]
+
+    def get(self, job_id: str) -> Job | None:
+        found = self._jobs("id = ?", (job_id,))
+        return found[0] if found else None
+
+    def in_state(self, state: str) -> list[Job]:
+        return self._jobs("state = ?", (state,))
+
+    def events(self, job_id: str) -> list[tuple[float, str, dict[str, object]]]:
+        with self._read() as db:
+            rows = db.execute(
+                "SELECT at, kind, detail FROM events WHERE job_id = ? ORDER BY at, rowid", (job_id,)
+            ).fetchall()
+        return [(at, kind, json.loads(detail)) for at, kind, detail in rows]
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()

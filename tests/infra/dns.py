@@ -1,0 +1,210 @@
+"""A private authoritative-only DNS server (dnsmasq) on loopback for DKIM key lookups.
+
+dnsmasq takes TXT data on its command line (``--txt-record=name,string,string...``):
+each comma starts a new character-string, quotes are *not* stripped on the command line,
+and a string longer than 255 bytes is split by dnsmasq itself into 255-byte
+character-strings. dnspython returns them as ``rdata.strings`` and dkimpy joins them, so a
+2048-bit key (~400 bytes of TXT) needs no care from us beyond avoiding commas.
+
+Every name without a record answers NXDOMAIN (``--local=/#/``), like a real zone, rather
+than REFUSED.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+
+import dns.exception
+import dns.message
+import dns.query
+import dns.rdatatype
+import dns.resolver
+
+from infra.net import free_port
+
+#: One TXT value, or several for several TXT records at the same name.
+TxtRecords = Mapping[str, str | Sequence[str]]
+
+
+class DnsError(RuntimeError):
+    """dnsmasq did not start; the message carries its output."""
+
+
+class DnsServer:
+    """dnsmasq serving only the given TXT records on ``host:port`` (UDP and TCP).
+
+    The port stays the same across :meth:`stop` / :meth:`start` / :meth:`restart`, so a
+    milter configured once keeps pointing at it. :meth:`stop` simulates a dead server
+    (queries are refused at once: ICMP port unreachable); :meth:`pause` simulates a hung
+    one (queries time out).
+    """
+
+    def __init__(
+        self, *, host: str = "127.0.0.1", port: int | None = None, log_path: Path | None = None
+    ) -> None:
+        self.host = host
+        self.port = port or free_port(host)
+        self.log_path = log_path or Path(tempfile.mkstemp(prefix="fxm-dnsmasq-", suffix=".log")[1])
+        self.records: dict[str, list[str]] = {}
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._paused = False
+
+    # ----------------------------------------------------------------- lifecycle
+
+    def _argv(self) -> list[str]:
+        argv = [
+            "dnsmasq",
+            "--keep-in-foreground",
+            f"--port={self.port}",
+            f"--listen-address={self.host}",
+            "--bind-interfaces",
+            "--no-resolv",
+            "--no-hosts",
+            "--conf-file=/dev/null",
+            "--pid-file",  # empty value: write no pid file (the default is system-wide)
+            "--cache-size=0",
+            "--local=/#/",
+            "--log-facility=-",
+            "--log-queries",
+        ]
+        for name, values in self.records.items():
+            for value in values:
+                argv.append(f"--txt-record={name},{value}")
+        return argv
+
+    @staticmethod
+    def _normalise(records: TxtRecords) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {}
+        for name, value in records.items():
+            values = [value] if isinstance(value, str) else list(value)
+            for v in values:
+                # A comma would start a new character-string; backslash is an escape.
+                if "," in v or "\\" in v or "," in name:
+                    raise ValueError(f"TXT data for {name} cannot contain ',' or '\\': {v!r}")
+            out[name.rstrip(".").lower()] = values
+        return out
+
+    def start(self, records: TxtRecords | None = None, timeout: float = 10) -> None:
+        """Start serving ``records`` (or the previous set); returns once it answers."""
+        if self.proc is not None and self.proc.poll() is None:
+            raise DnsError("dnsmasq already running; use restart()")
+        if records is not None:
+            self.records = self._normalise(records)
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                self._argv(), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
+            )
+        self._paused = False
+        deadline = time.monotonic() + timeout
+        query = dns.message.make_query("ready.invalid.", dns.rdatatype.TXT)
+        while True:
+            if self.proc.poll() is not None:
+                raise DnsError(f"dnsmasq exited with {self.proc.returncode}:\n{self.log()}")
+            try:
+                dns.query.udp(query, self.host, port=self.port, timeout=0.2)
+                return
+            except (dns.exception.Timeout, OSError):
+                if time.monotonic() >= deadline:
+                    self.stop()
+                    raise DnsError(f"dnsmasq not answering after {timeout}s:\n{self.log()}")
+                time.sleep(0.01)
+
+    def stop(self) -> None:
+        """Stop dnsmasq (idempotent): later queries to the port fail at once."""
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            if self._paused:
+                self.proc.send_signal(signal.SIGCONT)  # a stopped process ignores SIGTERM
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self._paused = False
+        self.proc = None
+
+    def restart(self, records: TxtRecords | None = None) -> None:
+        """Stop and start again on the same port, optionally with new records."""
+        self.stop()
+        self.start(records)
+
+    def pause(self) -> None:
+        """SIGSTOP dnsmasq: queries pile up unanswered and clients time out."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGSTOP)
+            self._paused = True
+
+    def resume(self) -> None:
+        """Undo :meth:`pause`; queued queries are then answered."""
+        if self.proc is not None and self._paused:
+            self.proc.send_signal(signal.SIGCONT)
+            self._paused = False
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None and not self._paused
+
+    def log(self) -> str:
+        """dnsmasq's output, including every query (--log-queries)."""
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def __enter__(self) -> DnsServer:
+        if not self.running:
+            self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    # ----------------------------------------------------------------- clients
+
+    def resolver(self, timeout: float = 2.0) -> dns.resolver.Resolver:
+        """A dnspython resolver that asks only this server (ignores /etc/resolv.conf)."""
+        r = dns.resolver.Resolver(configure=False)
+        r.nameservers = [self.host]
+        r.port = self.port
+        r.timeout = timeout
+        r.lifetime = timeout
+        return r
+
+    def dnsfunc(self, timeout: float = 2.0) -> Callable[..., bytes | None]:
+        """A ``dnsfunc`` for ``dkim.verify``: TXT of ``name`` joined, or None if absent.
+
+        Errors other than NXDOMAIN/NoAnswer propagate, so tests can tell a dead server from
+        a missing key (dkimpy's own lookup turns both into None).
+        """
+        resolver = self.resolver(timeout)
+
+        def lookup(name: bytes, timeout: float = timeout) -> bytes | None:
+            try:
+                answer = resolver.resolve(name.decode("ascii"), "TXT", lifetime=timeout)
+            except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
+                return None
+            for rdata in answer:
+                return b"".join(rdata.strings)
+            return None
+
+        return lookup
+
+    def txt(self, name: str) -> list[bytes]:
+        """All TXT records at ``name``, each with its character-strings joined."""
+        with contextlib.suppress(dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
+            return [b"".join(r.strings) for r in self.resolver().resolve(name, "TXT")]
+        return []

@@ -1,0 +1,197 @@
+"""Run a milter (ours or the pass-through baseline) as a subprocess for integration tests."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+
+from infra.net import wait_tcp, wait_unix
+
+#: tests/infra/passmilter.py, runnable as a script.
+PASSMILTER = Path(__file__).with_name("passmilter.py")
+
+
+class MilterStartError(RuntimeError):
+    """The milter exited or never opened its socket; the message has its output."""
+
+
+def parse_socket(spec: str) -> tuple[str, str, int]:
+    """Split a milter socket spec into (family, address, port).
+
+    Accepts libmilter's form (``unix:/p``, ``local:/p``, ``inet:PORT@HOST``, ``inet:PORT``)
+    and Postfix's (``inet:HOST:PORT``), because the daemon settings use the former and
+    smtpd_milters the latter. Returns ("unix", path, 0) or ("inet", host, port).
+    """
+    kind, _, rest = spec.partition(":")
+    if kind in ("unix", "local"):
+        return "unix", rest, 0
+    if kind == "inet":
+        if "@" in rest:
+            port, _, host = rest.partition("@")
+            return "inet", host or "127.0.0.1", int(port)
+        if ":" in rest:
+            host, _, port = rest.rpartition(":")
+            return "inet", host, int(port)
+        return "inet", "127.0.0.1", int(rest)
+    raise ValueError(f"unsupported milter socket spec: {spec!r}")
+
+
+def postfix_spec(spec: str) -> str:
+    """The smtpd_milters form of a socket spec (``unix:/p`` or ``inet:HOST:PORT``)."""
+    family, addr, port = parse_socket(spec)
+    if family == "unix":
+        return f"unix:{addr}"
+    # libmilter's "any address" forms are reached on loopback.
+    host = "127.0.0.1" if addr in ("", "0.0.0.0", "*") else addr  # noqa: S104
+    return f"inet:{host}:{port}"
+
+
+class MilterProcess:
+    """A milter subprocess with its stdout+stderr in ``output_path``.
+
+    ``socket`` is the spec the milter listens on; :attr:`postfix_spec` is the value for
+    Postfix. ``extra_logs`` are further files (e.g. the daemon's own log_file) that
+    :meth:`log` appends, so a failing test can show everything in one place.
+    """
+
+    def __init__(
+        self,
+        argv: Sequence[str],
+        socket: str,
+        *,
+        output_path: Path,
+        extra_logs: Sequence[Path] = (),
+        env: Mapping[str, str] | None = None,
+        cwd: Path | None = None,
+    ) -> None:
+        self.argv = list(argv)
+        self.socket = socket
+        self.output_path = output_path
+        self.extra_logs = list(extra_logs)
+        self.env = dict(env) if env is not None else None
+        self.cwd = cwd
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def postfix_spec(self) -> str:
+        return postfix_spec(self.socket)
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc else None
+
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def start(self, timeout: float = 30) -> None:
+        """Start the process and wait until its socket accepts connections."""
+        family, addr, port = parse_socket(self.socket)
+        if family == "unix":
+            # A stale socket file from an earlier run would satisfy nothing but confuse us.
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(addr)
+        env = dict(os.environ if self.env is None else self.env)
+        env.setdefault("PYTHONUNBUFFERED", "1")
+        with open(self.output_path, "ab") as out:
+            # Own session: stop() kills the whole group, including any Ghostscript the
+            # milter started (a runaway gs outlives its parent otherwise).
+            self.proc = subprocess.Popen(
+                self.argv,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=env,
+                cwd=self.cwd,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise MilterStartError(
+                    f"{self.argv} exited with {self.proc.returncode} before listening on "
+                    f"{self.socket}\n{self.log()}"
+                )
+            step = min(0.2, max(0.0, deadline - time.monotonic()))
+            ok = wait_unix(addr, step) if family == "unix" else wait_tcp(addr, port, step)
+            if ok:
+                return
+        self.stop()
+        raise MilterStartError(f"{self.argv} not listening on {self.socket} after {timeout}s\n"
+                               f"{self.log()}")
+
+    def stop(self, timeout: float = 10) -> int | None:
+        """SIGTERM, wait up to ``timeout``, then SIGKILL the process group. Idempotent.
+
+        Returns the exit code (negative for a signal), or None if never started.
+        """
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.send_signal(signal.SIGTERM)
+            deadline = time.monotonic() + timeout
+            next_poke = time.monotonic() + 0.05
+            while self.proc.poll() is None and time.monotonic() < deadline:
+                if time.monotonic() >= next_poke:
+                    # libmilter's listener notices a stop request only when its poll() wakes
+                    # up: every 5 s (MI_CHK_TIME) or on a new connection. Poke it.
+                    self._poke()
+                    next_poke = time.monotonic() + 0.5
+                time.sleep(0.01)
+            if self.proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(5)
+        # Leftover children (gs, ...) in the group die with it.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        return self.proc.returncode
+
+    def _poke(self) -> None:
+        family, addr, port = parse_socket(self.socket)
+        with contextlib.suppress(OSError):
+            if family == "unix":
+                with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+                    s.settimeout(0.2)
+                    s.connect(addr)
+            else:
+                socket.create_connection((addr, port), timeout=0.2).close()
+
+    def log(self) -> str:
+        """Captured stdout/stderr followed by every extra log file."""
+        parts: list[str] = []
+        for path in (self.output_path, *self.extra_logs):
+            try:
+                text = path.read_text(errors="replace")
+            except FileNotFoundError:
+                text = "(missing)"
+            parts.append(f"--- {path}\n{text}")
+        return "\n".join(parts)
+
+    def __enter__(self) -> MilterProcess:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+def passmilter(socket: str, workdir: Path, *, dump: Path | None = None) -> MilterProcess:
+    """A not-yet-started pass-through milter listening on ``socket`` (libmilter form)."""
+    argv = [sys.executable, str(PASSMILTER), socket]
+    if dump is not None:
+        argv += ["--dump", str(dump)]
+    return MilterProcess(argv, socket, output_path=workdir / "passmilter.out")
