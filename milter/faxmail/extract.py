@@ -76,6 +76,7 @@ def parse_message(raw: bytes) -> email.message.Message:
 # compat32 decodes header bytes as ASCII with surrogateescape: bytes >= 0x80 become U+DC80..DCFF.
 _SURROGATE = re.compile("[\udc80-\udcff]")
 _ENCODED_WORD = re.compile(r"=\?([^?\s]{1,60})\?([bBqQ])\?([^?]*)\?=")
+_PRIVATE_USE = re.compile("[\ue000-\uf8ff]")
 _FOLDING_SPACE = re.compile(r"[ \t\r\n]*")
 # Control characters, line/paragraph separators, bidi overrides/isolates (used to disguise
 # names), lone surrogates: all become spaces so the text stays one honest line.
@@ -109,10 +110,9 @@ _CHARSET_ALIASES: dict[str, tuple[str, ...]] = {
     "iso-8859-8-i": ("iso8859_8",),
 }
 # Python codecs that are not mail charsets; a mail naming them gets the 8-bit guess instead.
-_NOT_CHARSETS = frozenset(
-    {"unicode_escape", "raw_unicode_escape", "idna", "punycode", "undefined"}
-)
+_NOT_CHARSETS = frozenset({"unicode_escape", "raw_unicode_escape", "idna", "punycode", "undefined"})
 _ISO2022JP = frozenset({"iso-2022-jp", "csiso2022jp"})
+_JIS_ESCAPES = (b"$@", b"$B", b"(B", b"(J", b"(I")
 
 
 def decode_header_text(value: str | None, *, limit: int = HEADER_TEXT_LIMIT) -> str:
@@ -143,12 +143,16 @@ def _from_8bit(value: str) -> str:
     if not _SURROGATE.search(value):
         return value
     raw = value.encode("utf-8", "surrogateescape")
-    for codec in ("utf-8", "cp932"):
-        try:
-            return raw.decode(codec)
-        except UnicodeDecodeError:
-            continue
-    return raw.decode("latin-1")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        pass
+    try:
+        text = raw.decode("cp932")
+    except UnicodeDecodeError:
+        return raw.decode("latin-1")
+    # CP932 maps a few stray bytes into the private use area: that means "not CP932".
+    return raw.decode("latin-1") if _PRIVATE_USE.search(text) else text
 
 
 def _decode_words(text: str) -> Iterator[str]:
@@ -255,6 +259,9 @@ def _decode_jis(data: bytes) -> str:
                 mode = "ascii"
             elif escape == b"(I":
                 mode = "kana"
+            elif len(escape) < 2 and any(e.startswith(escape) for e in _JIS_ESCAPES):
+                out.append("\ufffd")  # cut off at the end: drop what is left of it
+                break
             else:
                 out.append("\ufffd")
                 index += 1
@@ -295,7 +302,7 @@ def _jis_pair_to_cp932(first: int, second: int) -> bytes:
 
 # An address we can use: a dot-atom-ish local part (UTF-8 allowed) and an ASCII host name.
 _ADDRESS = re.compile(
-    r"[^\s@<>()\[\],;:\"\\]{1,64}@"
+    r"[^\x00-\x20\x7f-\x9f@<>()\[\],;:\"\\]{1,64}@"
     r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+"
 )
 _QUOTED = re.compile(r'"(?:[^"\\]|\\.)*"')
@@ -366,7 +373,11 @@ def _mailboxes(value: str) -> list[tuple[str, str]]:
         return [("", "")]
     result = []
     for name, address in parsed:
+        # The address must also appear as written: the parser glues folded or broken text
+        # together into addresses nobody wrote (`<a@x.com\r\n foo>` gives "a@x.comfoo").
         usable = address if _ADDRESS.fullmatch(address) and len(address) <= 254 else ""
+        if usable and usable not in text:
+            usable = ""
         result.append((decode_header_text(name, limit=200), usable))
     return result
 
@@ -539,8 +550,8 @@ def _candidate(part: email.message.Message, ctype: str, resource: bool) -> _Cand
     name = _filename(part)
     expected: Kind | None = None
     if declared is None:
-        extension = (name or "").strip().rsplit(".", 1)[-1].lower() if name and "." in name else ""
-        expected = _EXTENSIONS.get(extension)
+        _, dot, extension = (name or "").strip().rpartition(".")
+        expected = _EXTENSIONS.get(extension.lower()) if dot else None
         if expected is None:
             return None
     if resource and (declared or expected) != "pdf" and not _is_attachment(part):
@@ -587,19 +598,19 @@ def _body_bytes(part: email.message.Message, label: str) -> bytes:
     payload = part.get_payload()
     if not isinstance(payload, str):
         raise Refusal(DOCUMENT_DAMAGED.format(name=label, why="unreadable MIME part"))
-    # compat32 keeps the body as ASCII with surrogate escapes: this gives back the exact bytes.
-    raw = payload.encode("utf-8", "surrogateescape")
     encoding = str(part.get("content-transfer-encoding", "7bit")).strip().lower()
     if encoding == "base64":
+        # Strict, unlike compat32's decoder: a damaged document must be refused, not faxed with
+        # garbage pages. (8-bit bytes in the text come back as U+FFFD and fail here too.)
+        raw = payload.encode("utf-8", "replace").translate(None, b" \t\r\n\v\f")
         try:
-            # Strict: a damaged document must be refused, not faxed with garbage pages.
-            data = binascii.a2b_base64(raw.translate(None, b" \t\r\n\v\f"), strict_mode=True)
+            data = binascii.a2b_base64(raw, strict_mode=True)
         except binascii.Error:
             raise Refusal(DOCUMENT_DAMAGED.format(name=label, why="bad base64")) from None
-    elif encoding == "quoted-printable":
-        data = binascii.a2b_qp(raw)
-    elif encoding in ("7bit", "8bit", "binary", ""):
-        data = raw
+    elif encoding in ("quoted-printable", "7bit", "8bit", "binary", ""):
+        # compat32 gives back the exact received bytes here (get_payload() alone would not).
+        decoded = part.get_payload(decode=True)
+        data = decoded if isinstance(decoded, bytes) else b""
     else:
         why = f"unsupported transfer encoding {encoding[:40]}"
         raise Refusal(DOCUMENT_DAMAGED.format(name=label, why=why))

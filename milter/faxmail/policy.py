@@ -14,8 +14,16 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 Proof = Literal["dkim", "sasl", "network"]
 NumberType = Literal[
-    "premium_rate", "shared_cost", "toll_free", "voip", "personal_number", "pager", "uan",
-    "voicemail", "mobile", "unknown",
+    "premium_rate",
+    "shared_cost",
+    "toll_free",
+    "voip",
+    "personal_number",
+    "pager",
+    "uan",
+    "voicemail",
+    "mobile",
+    "unknown",
 ]
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -142,8 +150,8 @@ class Fax(Strict):
     context: str = Field(default="faxmail-send", pattern=r"^[A-Za-z0-9_+-]+$")
     extension: str = Field(default="send", pattern=r"^[A-Za-z0-9_+-]+$")
     max_retries: int = Field(default=2, ge=0, le=20)
-    retry_time: int = Field(default=300, ge=10)
-    wait_time: int = Field(default=45, ge=5)
+    retry_time: int = Field(default=300, ge=10, le=86400)
+    wait_time: int = Field(default=45, ge=5, le=600)
     caller_id: str | None = Field(default=None, pattern=r"^\+?[0-9]{1,20}$")
     header_info: str | None = Field(default=None, pattern=r"^[A-Za-z0-9 ._-]{0,50}$")
     local_station_id: str | None = Field(default=None, pattern=r"^\+?[0-9 ]{1,20}$")

@@ -54,12 +54,12 @@ RATE_LIMITED = Reply(
 
 # --- end of message: the sender ---
 FROM_MISSING = Reply("550", "5.6.0", "the message has no valid From: address")
-FROM_NOT_SINGLE = Reply("550", "5.6.0", "the message has {count!s} From: fields; exactly one is allowed")
+FROM_NOT_SINGLE = Reply(
+    "550", "5.6.0", "the message has {count!s} From: fields; exactly one is allowed"
+)
 FROM_NOT_ALLOWED = Reply("550", "5.7.1", "<{sender!s}> is not allowed to send faxes")
 DKIM_NONE = Reply("550", "5.7.20", "No passing DKIM signature found")
-DKIM_UNACCEPTABLE = Reply(
-    "550", "5.7.21", "No acceptable DKIM signature found ({why!s})"
-)
+DKIM_UNACCEPTABLE = Reply("550", "5.7.21", "No acceptable DKIM signature found ({why!s})")
 DKIM_NOT_ALIGNED = Reply("550", "5.7.22", "No valid author-matched DKIM signature found")
 DKIM_DNS_TEMPFAIL = Reply(
     "451", "4.7.5", "DKIM key lookup failed temporarily ({why!s}); please try again later"
