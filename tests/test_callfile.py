@@ -10,6 +10,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
+
 from faxmail.callfile import (
     CallFile,
     clean_staging,

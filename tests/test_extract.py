@@ -17,6 +17,8 @@ from email.mime.text import MIMEText
 from pathlib import Path
 
 import pytest
+from PIL import Image
+
 from faxmail.extract import (
     decode_header_text,
     extract_documents,
@@ -31,7 +33,6 @@ from faxmail.replies import (
     NOTHING_TO_FAX,
     Refusal,
 )
-from PIL import Image
 
 PDF = b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n"
 PDF2 = b"%PDF-1.7\n% second document\n%%EOF\n"
