@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import dkim
 from dkim.canonicalization import CanonicalizationPolicy
+
 from .dnslookup import DnsTempError, TxtLookup
 from .policy import Authentication, Policy, Proof, Sender
 from .replies import (

@@ -27,7 +27,9 @@ _READABLE = {"premium_rate": "premium rate", "shared_cost": "shared cost", "uan"
 
 
 def _matches(rule: str, e164: str) -> bool:
-    return re.search(rule[3:], e164) is not None if rule.startswith("re:") else e164.startswith(rule)
+    return (
+        re.search(rule[3:], e164) is not None if rule.startswith("re:") else e164.startswith(rule)
+    )
 
 
 def check_destination(number: PhoneNumber, policy: Policy, entry: Sender | None = None) -> None:
@@ -47,7 +49,9 @@ def check_destination(number: PhoneNumber, policy: Policy, entry: Sender | None 
     if type_name in rules.deny_types:
         raise refuse(_READABLE.get(type_name, type_name.replace("_", " ")))
     own = entry.destinations if entry is not None else None
-    international = own.international if own and own.international is not None else rules.international
+    international = (
+        own.international if own and own.international is not None else rules.international
+    )
     if number.region != rules.region and not international:
         raise refuse("international calls are off")
     for deny in (*rules.deny, *(own.deny if own else ())):
@@ -74,5 +78,6 @@ def max_pages(policy: Policy, entry: Sender | None) -> int:
 def check_rate(store: Store, sender: str, limits: RateLimits, now: float) -> None:
     exceeded = store.rate_exceeded(sender, limits, now)
     if exceeded is not None:
-        raise Refusal(RATE_LIMITED.format(sender=sender, count=exceeded.count, window=exceeded.window))
-
+        raise Refusal(
+            RATE_LIMITED.format(sender=sender, count=exceeded.count, window=exceeded.window)
+        )

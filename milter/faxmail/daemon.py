@@ -53,8 +53,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         metavar="FILE",
         help="daemon settings YAML (socket, policy path, state_dir, dns, asterisk, log_level)",
     )
-    parser.add_argument("--socket", help="override the settings' socket, e.g. unix:/run/faxmail/milter.sock")
-    parser.add_argument("--policy", type=Path, metavar="FILE", help="override the settings' policy file")
+    parser.add_argument(
+        "--socket", help="override the settings' socket, e.g. unix:/run/faxmail/milter.sock"
+    )
+    parser.add_argument(
+        "--policy", type=Path, metavar="FILE", help="override the settings' policy file"
+    )
     return parser.parse_args(argv)
 
 
@@ -63,7 +67,9 @@ def setup_logging(level: str, log_file: Path | None) -> None:
         logging.FileHandler(log_file) if log_file else logging.StreamHandler(sys.stderr)
     )
     handler.setFormatter(
-        logging.Formatter("%(asctime)s faxmail-milter[%(process)d] %(levelname)s %(name)s: %(message)s")
+        logging.Formatter(
+            "%(asctime)s faxmail-milter[%(process)d] %(levelname)s %(name)s: %(message)s"
+        )
     )
     root = logging.getLogger()
     root.handlers[:] = [handler]
@@ -109,12 +115,12 @@ def serve(runtime: Runtime) -> None:
     settings = runtime.settings
     if settings.socket.startswith(("unix:", "local:")):
         Path(settings.socket.split(":", 1)[1]).parent.mkdir(parents=True, exist_ok=True)
-    failure: list[BaseException] = []
+    failure: list[Exception] = []
 
     def run() -> None:
         try:
             Milter.runmilter("faxmail", settings.socket, settings.milter_timeout)
-        except BaseException as exc:  # reported by the main thread
+        except Exception as exc:  # noqa: BLE001 - e.g. socket in use; the main thread reports it
             failure.append(exc)
         finally:
             os.kill(os.getpid(), signal.SIGTERM)  # wake the main thread
@@ -133,7 +139,7 @@ def serve(runtime: Runtime) -> None:
     if thread.is_alive():
         import milter as libmilter  # pymilter's C module; smfi_stop()
 
-        libmilter.stop()
+        libmilter.stop()  # type: ignore[attr-defined]
         thread.join(timeout=10)
     runtime.close()
     if failure:

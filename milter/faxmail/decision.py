@@ -29,6 +29,7 @@ from .replies import (
     FROM_MISSING,
     FROM_NOT_SINGLE,
     MESSAGE_TOO_BIG,
+    QUEUE_UNAVAILABLE,
     SENDER_UNKNOWN,
     Refusal,
 )
@@ -103,6 +104,10 @@ class Gateway:
         for recipient in recipients:
             check_destination(recipient.number, policy, identity.entry)
         check_rate(self.store, identity.author, limits, time.time())
+        problems = [] if self.dry_run else self.spool.problems()
+        if problems:
+            log.error("cannot queue faxes: %s", "; ".join(problems))
+            raise Refusal(QUEUE_UNAVAILABLE)
         workdir = Path(tempfile.mkdtemp(prefix="job-", dir=self.work_root))
         try:
             # extract, render
@@ -111,7 +116,9 @@ class Gateway:
                 documents, workdir
             )
             if self.dry_run:
-                return Queued(identity, {r.address: "(dry run)" for r in recipients}, rendered.pages, facts)
+                return Queued(
+                    identity, {r.address: "(dry run)" for r in recipients}, rendered.pages, facts
+                )
             # enqueue: one job per fax recipient
             digest = _digest(documents)
             jobs = {

@@ -37,7 +37,9 @@ def make_txt_lookup(config: Dns) -> TxtLookup:
         except (UnicodeDecodeError, dns.name.LabelTooLong, dns.name.EmptyLabel):
             return None  # a selector or domain that cannot exist
         except dns.exception.DNSException as exc:
-            raise DnsTempError(f"{type(exc).__name__} looking up {name.decode('ascii', 'replace')}") from exc
+            raise DnsTempError(
+                f"{type(exc).__name__} looking up {name.decode('ascii', 'replace')}"
+            ) from exc
         records = [b"".join(rdata.strings) for rdata in answer]
         # A selector with several TXT records: use the DKIM one (RFC 6376 3.6.2.2).
         for record in records:

@@ -15,8 +15,13 @@ ACCEPTED = Reply("250", "2.0.0", "fax queued")
 
 
 def _entry(stage: str, address: str | None, reply: Reply) -> dict[str, Any]:
-    return {"stage": stage, "address": address, "code": reply.code,
-            "enhanced": reply.enhanced, "text": reply.text}
+    return {
+        "stage": stage,
+        "address": address,
+        "code": reply.code,
+        "enhanced": reply.enhanced,
+        "text": reply.text,
+    }
 
 
 def run_dry(

@@ -39,18 +39,25 @@ class Spool:
     staging: Path
     faxes: Path
     owner: tuple[int, int] | None
+    missing_user: str | None = None  # the configured owner does not exist
 
     @classmethod
     def from_settings(cls, asterisk: Asterisk) -> Spool:
-        owner = None
+        owner, missing = None, None
         if asterisk.user is not None and os.geteuid() == 0:
-            entry = pwd.getpwnam(asterisk.user)  # KeyError: checked by the daemon at start
-            owner = (entry.pw_uid, entry.pw_gid)
-        return cls(asterisk.outgoing, asterisk.staging, asterisk.faxes, owner)
+            try:
+                entry = pwd.getpwnam(asterisk.user)
+                owner = (entry.pw_uid, entry.pw_gid)
+            except KeyError:
+                missing = asterisk.user
+        return cls(asterisk.outgoing, asterisk.staging, asterisk.faxes, owner, missing)
 
     def problems(self) -> list[str]:
-        """What keeps faxes from being queued (the daemon logs these at start)."""
+        """What keeps faxes from being queued (logged at start; such faxes get 451)."""
         found = []
+        if self.missing_user is not None:
+            # A call file owned by root makes Asterisk redial in a tight loop: never write one.
+            found.append(f"user {self.missing_user!r} (asterisk.user) does not exist")
         for folder in (self.outgoing, self.staging, self.faxes):
             if not folder.is_dir():
                 found.append(f"{folder} does not exist")
@@ -125,7 +132,9 @@ def enqueue(
         (spool.faxes / f"{job.id}.tif").unlink(missing_ok=True)
         store.set_state(job.id, "abandoned", "spool-error", error=str(exc))
         log.error("job %s: cannot spool: %s", job.id, exc)
-        raise Refusal(SPOOL_FULL if exc.errno in (errno.ENOSPC, errno.EDQUOT) else LOCAL_ERROR) from exc
+        raise Refusal(
+            SPOOL_FULL if exc.errno in (errno.ENOSPC, errno.EDQUOT) else LOCAL_ERROR
+        ) from exc
     store.set_state(job.id, "queued", "spooled", callfile=str(spool.callfile_path(job.id)))
     return job.id
 

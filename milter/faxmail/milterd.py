@@ -21,9 +21,18 @@ from .replies import LOCAL_ERROR, MESSAGE_TOO_BIG, Refusal, Reply
 from .session import Session, parse_ip
 
 log = logging.getLogger("faxmail.milter")
-trace = logging.getLogger("faxmail.protocol")  # one debug line per callback: proves what Postfix sent
+trace = logging.getLogger(
+    "faxmail.protocol"
+)  # one debug line per callback: proves what Postfix sent
 
 SPOOL_IN_MEMORY = 1024 * 1024  # bigger bodies go to a temporary file
+
+# pymilter's answers, typed
+CONTINUE: int = Milter.CONTINUE
+ACCEPT: int = Milter.ACCEPT
+REJECT: int = Milter.REJECT
+TEMPFAIL: int = Milter.TEMPFAIL
+DISCARD: int = Milter.DISCARD
 
 
 @dataclass
@@ -65,18 +74,18 @@ class FaxMilter(Milter.Base):  # type: ignore[misc]
         self.fax_rcpts: list[FaxRecipient] = []
         self.other_rcpts = 0
         self.header_bytes_seen: list[bytes] = []
-        self.body: tempfile.SpooledTemporaryFile[bytes] | None = None
+        self.content: tempfile.SpooledTemporaryFile[bytes] | None = None
         self.size = 0
 
     def _answer(self, reply: Reply) -> int:
         self.setreply(reply.code, reply.enhanced, reply.text)
-        return Milter.TEMPFAIL if reply.temporary else Milter.REJECT
+        return TEMPFAIL if reply.temporary else Milter.REJECT
 
     # --- callbacks, in protocol order ----------------------------------------------------
     def connect(self, hostname: str, family: int, hostaddr: Any) -> int:
         trace.debug("connect %s", hostname)
         self.client_ip = hostaddr[0] if isinstance(hostaddr, tuple) and hostaddr else None
-        return Milter.CONTINUE
+        return CONTINUE
 
     def envfrom(self, mail_from: str, *params: str) -> int:
         trace.debug("envfrom")
@@ -88,7 +97,7 @@ class FaxMilter(Milter.Base):  # type: ignore[misc]
             client_ip=parse_ip(self.client_ip),
             sasl_user=self.getsymval("{auth_authen}") or None,
         )
-        return Milter.CONTINUE
+        return CONTINUE
 
     def envrcpt(self, to: str, *params: str) -> int:
         trace.debug("envrcpt")
@@ -98,7 +107,10 @@ class FaxMilter(Milter.Base):  # type: ignore[misc]
         except Refusal as refusal:
             log.info(
                 "reject rcpt=%s from=%s client=%s: %s",
-                _unbracket(to), self.session.envelope_sender, self.client_ip, refusal.reply,
+                _unbracket(to),
+                self.session.envelope_sender,
+                self.client_ip,
+                refusal.reply,
             )
             return self._answer(refusal.reply)
         except Exception:
@@ -108,42 +120,45 @@ class FaxMilter(Milter.Base):  # type: ignore[misc]
             self.other_rcpts += 1
         else:
             self.fax_rcpts.append(recipient)
-        return Milter.CONTINUE
+        return CONTINUE
 
     def data(self) -> int:
         trace.debug("data")
         if not self.fax_rcpts:
-            return Milter.ACCEPT  # ordinary mail: Postfix sends us no headers and no body
+            return ACCEPT  # ordinary mail: Postfix sends us no headers and no body
         COUNTERS.add(fax_messages=1)
-        self.body = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)
-        return Milter.CONTINUE
+        self.content = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)  # noqa: SIM115 - closed in close()/abort()
+        return CONTINUE
 
-    @Milter.decode("bytes")  # type: ignore[misc]
+    @Milter.decode("bytes")  # type: ignore[untyped-decorator]
     def header(self, name: str, value: bytes) -> int:
         COUNTERS.add(headers=1)
         trace.debug("header")
-        line = name.encode("ascii", "replace") + b":" + value.replace(b"\r\n", b"\n").replace(
-            b"\n", b"\r\n"
-        ) + b"\r\n"
+        line = (
+            name.encode("ascii", "replace")
+            + b":"
+            + value.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+            + b"\r\n"
+        )
         return self._count(len(line)) or self._keep_header(line)
 
     def _keep_header(self, line: bytes) -> int:
         self.header_bytes_seen.append(line)
-        return Milter.CONTINUE
+        return CONTINUE
 
     def eoh(self) -> int:
         trace.debug("eoh")
-        return Milter.CONTINUE
+        return CONTINUE
 
-    def body(self, chunk: bytes) -> int:  # type: ignore[override]
+    def body(self, chunk: bytes) -> int:
         COUNTERS.add(bodies=1)
         trace.debug("body")
         refused = self._count(len(chunk))
         if refused:
             return refused
-        assert self.body is not None
-        self.body.write(chunk)
-        return Milter.CONTINUE
+        assert self.content is not None
+        self.content.write(chunk)
+        return CONTINUE
 
     def _count(self, size: int) -> int:
         """Count bytes as they arrive (clients need not declare SIZE); refuse past the limit."""
@@ -155,26 +170,30 @@ class FaxMilter(Milter.Base):  # type: ignore[misc]
 
     def eom(self) -> int:
         trace.debug("eom")
-        assert self.session is not None and self.body is not None
+        assert self.session is not None and self.content is not None
         session = Session(
             self.session.envelope_sender,
             self.session.client_ip,
             self.session.sasl_user,
             self.getsymval("i"),
         )
-        self.body.seek(0)
-        raw = b"".join(self.header_bytes_seen) + b"\r\n" + self.body.read()
+        self.content.seek(0)
+        raw = b"".join(self.header_bytes_seen) + b"\r\n" + self.content.read()
         try:
             queued = self.gateway.decide(session, self.fax_rcpts, raw)
         except Refusal as refusal:
             log.info(
                 "reject queue_id=%s from=%s rcpts=%s: %s",
-                session.queue_id, session.envelope_sender,
-                ",".join(r.address for r in self.fax_rcpts), refusal.reply,
+                session.queue_id,
+                session.envelope_sender,
+                ",".join(r.address for r in self.fax_rcpts),
+                refusal.reply,
             )
             return self._answer(refusal.reply)
         except Exception:
-            log.exception("queue_id=%s: internal error; answering %s", session.queue_id, LOCAL_ERROR)
+            log.exception(
+                "queue_id=%s: internal error; answering %s", session.queue_id, LOCAL_ERROR
+            )
             return self._answer(LOCAL_ERROR)
         return self._deliver(session, queued)
 
@@ -183,12 +202,16 @@ class FaxMilter(Milter.Base):  # type: ignore[misc]
         for address, job_id in queued.jobs.items():
             log.info(
                 "queued queue_id=%s job=%s from=%s proof=%s number=%s pages=%d",
-                session.queue_id, job_id, queued.identity.author, queued.identity.proof,
-                address, queued.pages,
+                session.queue_id,
+                job_id,
+                queued.identity.author,
+                queued.identity.proof,
+                address,
+                queued.pages,
             )
         policy = self.gateway.policy
         if self.other_rcpts == 0 and policy.fax.after_queueing == "discard":
-            return Milter.DISCARD  # nobody else is to receive it
+            return DISCARD  # nobody else is to receive it
         self.addheader(
             "Authentication-Results", authentication_results(self.authserv_id, queued.identity)
         )
@@ -197,23 +220,23 @@ class FaxMilter(Milter.Base):  # type: ignore[misc]
             self.addrcpt(f"<{policy.fax.archive_address}>")
         for recipient in self.fax_rcpts:
             self.delrcpt(f"<{recipient.address}>")
-        return Milter.ACCEPT
+        return ACCEPT
 
     def abort(self) -> int:
         trace.debug("abort")
         self._close_body()
         self._reset()
-        return Milter.CONTINUE
+        return CONTINUE
 
     def close(self) -> int:
         self._close_body()
-        return Milter.CONTINUE
+        return CONTINUE
 
     def _close_body(self) -> None:
-        if getattr(self, "body", None) is not None:
-            assert self.body is not None
-            self.body.close()
-            self.body = None
+        if getattr(self, "content", None) is not None:
+            assert self.content is not None
+            self.content.close()
+            self.content = None
 
 
 def _unbracket(address: str) -> str:

@@ -50,7 +50,7 @@ class PolicyHolder:
         return self._policy
 
     def reload(self) -> bool:
-        """Load the file again; keep the old policy on any problem. True if a new one took effect."""
+        """Read the file again; keep the old policy on any problem. True if a new one applies."""
         if self.path is None:
             return False
         with self._lock:

@@ -78,6 +78,7 @@ RENDERER_BUSY = Reply("451", "4.3.2", "fax renderer busy; please try again later
 
 # --- our own faults ---
 LOCAL_ERROR = Reply("451", "4.3.0", "temporary local problem; please try again later")
+QUEUE_UNAVAILABLE = Reply("451", "4.3.0", "the fax queue is not available; please try again later")
 SPOOL_FULL = Reply("452", "4.3.1", "insufficient fax spool space; please try again later")
 
 # --- end of message: MIME structure (extract.py) ---

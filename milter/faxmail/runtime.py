@@ -14,7 +14,6 @@ from .policywatch import PolicyHolder
 from .render import Renderer, RenderOptions
 from .settings import Settings
 from .store import SqliteStore
-from .yamlfile import ConfigError, ConfigProblem
 
 log = logging.getLogger("faxmail.runtime")
 
@@ -36,20 +35,16 @@ class Runtime:
 def build_runtime(settings: Settings, *, dry_run: bool = False) -> Runtime:
     policies = PolicyHolder(settings.policy)  # ConfigError: refuse to start
     if policies.source == "<embedded default>":
-        log.warning("no policy file: the embedded default allows nobody to fax:\n%s", DEFAULT_POLICY_YAML)
+        log.warning(
+            "no policy file: the embedded default allows nobody to fax:\n%s", DEFAULT_POLICY_YAML
+        )
     state = settings.state_dir
     work = state / "work"
     if not dry_run:
         shutil.rmtree(work, ignore_errors=True)  # work files of a previous run are garbage
     work.mkdir(parents=True, exist_ok=True)
     store = SqliteStore(state / "faxmail.sqlite")
-    try:
-        spool = Spool.from_settings(settings.asterisk)
-    except KeyError as exc:
-        raise ConfigError(
-            "settings",
-            [ConfigProblem("asterisk.user", None, f"no such user {settings.asterisk.user!r}")],
-        ) from exc
+    spool = Spool.from_settings(settings.asterisk)
     problems = spool.problems()
     for problem in problems:
         log.warning("fax queueing unavailable until fixed (faxes get 451): %s", problem)

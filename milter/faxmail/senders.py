@@ -28,8 +28,10 @@ def address_matches(pattern: str, address: str) -> bool:
 
 
 def sasl_matches(entry: Sender, sasl_user: str | None) -> bool:
-    return entry.sasl_user is not None and sasl_user is not None and (
-        entry.sasl_user.casefold() == sasl_user.casefold()
+    return (
+        entry.sasl_user is not None
+        and sasl_user is not None
+        and (entry.sasl_user.casefold() == sasl_user.casefold())
     )
 
 

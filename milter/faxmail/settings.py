@@ -57,7 +57,9 @@ class Settings(_Strict):
     @classmethod
     def _socket_spec(cls, spec: str) -> str:
         if not (spec.startswith(("unix:", "local:", "inet:", "inet6:"))):
-            raise ValueError("socket must look like unix:/run/faxmail/milter.sock or inet:PORT@HOST")
+            raise ValueError(
+                "socket must look like unix:/run/faxmail/milter.sock or inet:PORT@HOST"
+            )
         return spec
 
 
