@@ -50,17 +50,21 @@ class Page:
     # name → complete object body (dict + stream) of an XObject used by this page, or the
     # number of an object passed to build_pdf in extra_objects
     xobjects: dict[str, bytes | int] = field(default_factory=dict)
+    resources: bytes = b""  # more resource entries, e.g. b"/ExtGState << /GS1 50 0 R >>"
 
 
 def stream(dictionary: bytes, data: bytes) -> bytes:
     """An object body holding a stream; /Length is filled in."""
-    return dictionary.rstrip(b">").rstrip() + b" /Length %d >>\nstream\n" % len(
-        data
-    ) + data + b"\nendstream"
+    return (
+        dictionary.rstrip(b">").rstrip()
+        + b" /Length %d >>\nstream\n" % len(data)
+        + data
+        + b"\nendstream"
+    )
 
 
 def build_pdf(pages: Sequence[Page], extra_objects: dict[int, bytes] | None = None) -> bytes:
-    """Serialise pages into a PDF 1.7 file. Objects 1–8 are fixed; pages follow."""
+    """Serialise pages into a PDF 1.7 file. Objects 1 to 8 are fixed; pages follow."""
     objects: dict[int, bytes] = dict(_FIXED_OBJECTS)
     objects.update(extra_objects or {})
     next_num = max([_FIRST_FREE, *(n + 1 for n in objects)])
@@ -79,6 +83,8 @@ def build_pdf(pages: Sequence[Page], extra_objects: dict[int, bytes] | None = No
         resources = _FONT_RESOURCES
         if xobject_refs:
             resources += b" /XObject << " + b" ".join(xobject_refs) + b" >>"
+        if page.resources:
+            resources += b" " + page.resources
         objects[page_num] = b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 %d %d] " % page.size + (
             b"/Resources << " + resources + b" >> /Contents %d 0 R >>" % content_num
         )
@@ -156,8 +162,8 @@ def image_xobject(img: Image.Image) -> bytes:
 
 def scanned_page_image(width: int = 1240, height: int = 1754, seed: int = 1) -> Image.Image:
     """A 150 dpi 'scan': light-grey noisy paper with black text on it."""
-    rnd = random.Random(seed)
-    noise = bytes(rnd.randint(205, 225) for _ in range(width * height))
+    paper = bytes(205 + value % 21 for value in range(256))
+    noise = random.Random(seed).randbytes(width * height).translate(paper)
     img = Image.frombytes("L", (width, height), noise)
     draw = ImageDraw.Draw(img)
     for row in range(40):
@@ -182,6 +188,22 @@ def nested_forms_pdf(depth: int = 40, fanout: int = 4) -> bytes:
         head += b" /Resources << /XObject << /X %d 0 R >> >> >>" % (num - 1)
         extra[num] = stream(head, draws)
     return build_pdf([Page(b"q /Top Do Q", A4, {"Top": base + depth})], extra)
+
+
+def own_transfer_pdf() -> bytes:
+    """Text drawn after the PDF sets its own transfer function (/TR in an ExtGState)."""
+    extra = {50: b"<< /Type /ExtGState /TR /Identity >>"}
+    page = Page(b"/GS1 gs\n" + text_page(1).content, resources=b"/ExtGState << /GS1 50 0 R >>")
+    return build_pdf([page], extra)
+
+
+def garbage_stream_pdf(seed: int = 7) -> bytes:
+    """Sound structure (qpdf is content), but a Flate stream that is random bytes."""
+    noise = random.Random(seed).randbytes(3000)
+    form = stream(
+        b"<< /Type /XObject /Subtype /Form /BBox [0 0 600 800] /Filter /FlateDecode >>", noise
+    )
+    return build_pdf([Page(b"q /G Do Q\n" + text_page(1).content, A4, {"G": form})])
 
 
 def postscript_xobject_pdf(target: Path) -> bytes:
@@ -218,6 +240,13 @@ def png_bytes(size: tuple[int, int] = (800, 600), mode: str = "RGB") -> bytes:
     return buf.getvalue()
 
 
+def black_png_bytes(size: tuple[int, int] = (600, 800)) -> bytes:
+    """An all-black page: easy to tell apart from text pages in the fax."""
+    buf = io.BytesIO()
+    Image.new("L", size, 0).save(buf, "PNG")
+    return buf.getvalue()
+
+
 def jpeg_bytes(size: tuple[int, int] = (1200, 900)) -> bytes:
     img = Image.new("RGB", size, (240, 240, 230))
     draw = ImageDraw.Draw(img)
@@ -232,12 +261,14 @@ def multipage_tiff_bytes(pages: int) -> bytes:
     for number, frame in enumerate(frames, 1):
         ImageDraw.Draw(frame).text((100, 100), f"TIFF page {number}", fill=0)
     buf = io.BytesIO()
-    frames[0].save(buf, "TIFF", save_all=True, append_images=frames[1:], compression="group4", dpi=(200, 200))
+    frames[0].save(
+        buf, "TIFF", save_all=True, append_images=frames[1:], compression="group4", dpi=(200, 200)
+    )
     return buf.getvalue()
 
 
 def png_bomb_bytes(width: int = 60000, height: int = 60000) -> bytes:
-    """A valid PNG header claiming width×height pixels, with one tiny (incomplete) IDAT."""
+    """A valid PNG header claiming width x height pixels, with one tiny (incomplete) IDAT."""
 
     def chunk(kind: bytes, data: bytes) -> bytes:
         crc = zlib.crc32(kind + data) & 0xFFFFFFFF

@@ -6,8 +6,6 @@ from __future__ import annotations
 import ipaddress
 
 import pytest
-from infra.dkimkeys import Signer, default_signers, dns_records
-from infra.mail import build_message
 
 from faxmail.authenticate import identify_sender, verify_dkim
 from faxmail.dnslookup import DnsTempError, TxtLookup
@@ -15,6 +13,8 @@ from faxmail.policy import Authentication, Policy
 from faxmail.replies import Refusal
 from faxmail.session import Session
 from faxmail.yamlfile import parse_yaml
+from infra.dkimkeys import Signer, default_signers, dns_records
+from infra.mail import build_message
 
 FAX = "fax+0312345678@example.jp"
 CONFIG = Authentication()

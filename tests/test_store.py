@@ -10,11 +10,26 @@ from pathlib import Path
 from faxmail.store import Duplicate, Job, RateExceeded, RateLimits, SqliteStore
 
 BASE = Job(
-    id="j0", created=0.0, state="queueing", sender="alice@example.jp", envelope_sender="a@x",
-    author="alice@example.jp", reply_to=None, subject="件名", number_given="03-1234-5678",
-    number_e164="+81312345678", number_dialled="0312345678", pages=1, digest="d0",
-    message_id="<m0@x>", proof="dkim", dkim_domain="example.jp", language="ja",
-    tiff="/x/j0.tif", render_seconds=0.1, tiff_bytes=100,
+    id="j0",
+    created=0.0,
+    state="queueing",
+    sender="alice@example.jp",
+    envelope_sender="a@x",
+    author="alice@example.jp",
+    reply_to=None,
+    subject="件名",
+    number_given="03-1234-5678",
+    number_e164="+81312345678",
+    number_dialled="0312345678",
+    pages=1,
+    digest="d0",
+    message_id="<m0@x>",
+    proof="dkim",
+    dkim_domain="example.jp",
+    language="ja",
+    tiff="/x/j0.tif",
+    render_seconds=0.1,
+    tiff_bytes=100,
 )
 
 

@@ -13,6 +13,7 @@ than REFUSED.
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import subprocess
 import tempfile
@@ -41,9 +42,10 @@ class DnsServer:
     """dnsmasq serving only the given TXT records on ``host:port`` (UDP and TCP).
 
     The port stays the same across :meth:`stop` / :meth:`start` / :meth:`restart`, so a
-    milter configured once keeps pointing at it. :meth:`stop` simulates a dead server
-    (queries are refused at once: ICMP port unreachable); :meth:`pause` simulates a hung
-    one (queries time out).
+    milter configured once keeps pointing at it. :meth:`stop` simulates a dead server and
+    :meth:`pause` a hung one; to dnspython both look the same (a timeout: it sends UDP on an
+    unconnected socket, so the ICMP port-unreachable from a dead port is never seen), but a
+    paused server answers the queued queries on :meth:`resume`.
     """
 
     def __init__(
@@ -51,7 +53,12 @@ class DnsServer:
     ) -> None:
         self.host = host
         self.port = port or free_port(host)
-        self.log_path = log_path or Path(tempfile.mkstemp(prefix="fxm-dnsmasq-", suffix=".log")[1])
+        self._own_log = log_path is None
+        if log_path is None:
+            fd, name = tempfile.mkstemp(prefix="fxm-dnsmasq-", suffix=".log")
+            os.close(fd)
+            log_path = Path(name)
+        self.log_path = log_path
         self.records: dict[str, list[str]] = {}
         self.proc: subprocess.Popen[bytes] | None = None
         self._paused = False
@@ -80,7 +87,8 @@ class DnsServer:
         return argv
 
     @staticmethod
-    def _normalise(records: TxtRecords) -> dict[str, list[str]]:
+    def normalise(records: TxtRecords) -> dict[str, list[str]]:
+        """Records in the form kept in :attr:`records` (lower-case names, lists)."""
         out: dict[str, list[str]] = {}
         for name, value in records.items():
             values = [value] if isinstance(value, str) else list(value)
@@ -96,7 +104,7 @@ class DnsServer:
         if self.proc is not None and self.proc.poll() is None:
             raise DnsError("dnsmasq already running; use restart()")
         if records is not None:
-            self.records = self._normalise(records)
+            self.records = self.normalise(records)
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
                 self._argv(), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
@@ -108,16 +116,19 @@ class DnsServer:
             if self.proc.poll() is not None:
                 raise DnsError(f"dnsmasq exited with {self.proc.returncode}:\n{self.log()}")
             try:
-                dns.query.udp(query, self.host, port=self.port, timeout=0.2)
+                # Short per-try timeout: a query sent before the bind() is simply lost.
+                dns.query.udp(query, self.host, port=self.port, timeout=0.02)
                 return
-            except (dns.exception.Timeout, OSError):
+            except (dns.exception.Timeout, OSError) as e:
                 if time.monotonic() >= deadline:
                     self.stop()
-                    raise DnsError(f"dnsmasq not answering after {timeout}s:\n{self.log()}")
+                    raise DnsError(
+                        f"dnsmasq not answering after {timeout}s:\n{self.log()}"
+                    ) from e
                 time.sleep(0.01)
 
     def stop(self) -> None:
-        """Stop dnsmasq (idempotent): later queries to the port fail at once."""
+        """Stop dnsmasq (idempotent): later queries to the port time out."""
         if self.proc is None:
             return
         if self.proc.poll() is None:
@@ -131,6 +142,13 @@ class DnsServer:
                 self.proc.wait(5)
         self._paused = False
         self.proc = None
+
+    def cleanup(self) -> None:
+        """Stop, and remove the log file if this object chose it."""
+        self.stop()
+        if self._own_log:
+            with contextlib.suppress(FileNotFoundError):
+                self.log_path.unlink()
 
     def restart(self, records: TxtRecords | None = None) -> None:
         """Stop and start again on the same port, optionally with new records."""
@@ -171,7 +189,7 @@ class DnsServer:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self.stop()
+        self.cleanup()
 
     # ----------------------------------------------------------------- clients
 

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import contextlib
+import grp
 import os
+import pwd
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 from infra.net import wait_tcp, wait_unix
 
@@ -50,7 +54,7 @@ def postfix_spec(spec: str) -> str:
     if family == "unix":
         return f"unix:{addr}"
     # libmilter's "any address" forms are reached on loopback.
-    host = "127.0.0.1" if addr in ("", "0.0.0.0", "*") else addr  # noqa: S104
+    host = "127.0.0.1" if addr in ("", "0.0.0.0", "*") else addr
     return f"inet:{host}:{port}"
 
 
@@ -71,6 +75,7 @@ class MilterProcess:
         extra_logs: Sequence[Path] = (),
         env: Mapping[str, str] | None = None,
         cwd: Path | None = None,
+        accessible_to: str | None = "postfix",
     ) -> None:
         self.argv = list(argv)
         self.socket = socket
@@ -78,7 +83,10 @@ class MilterProcess:
         self.extra_logs = list(extra_logs)
         self.env = dict(env) if env is not None else None
         self.cwd = cwd
+        self.accessible_to = accessible_to
         self.proc: subprocess.Popen[bytes] | None = None
+        #: Free for the creator: e.g. the settings the daemon was started with.
+        self.settings: dict[str, Any] = {}
 
     @property
     def postfix_spec(self) -> str:
@@ -120,12 +128,39 @@ class MilterProcess:
                     f"{self.socket}\n{self.log()}"
                 )
             step = min(0.2, max(0.0, deadline - time.monotonic()))
-            ok = wait_unix(addr, step) if family == "unix" else wait_tcp(addr, port, step)
+            if family == "unix":
+                # Root connects to any socket; smtpd (user postfix) needs write access, which
+                # a milter may grant just after listen(): wait for that too.
+                ok = wait_unix(addr, step) and self._accessible(addr)
+            else:
+                ok = wait_tcp(addr, port, step)
             if ok:
                 return
+            time.sleep(0.01)
         self.stop()
-        raise MilterStartError(f"{self.argv} not listening on {self.socket} after {timeout}s\n"
+        why = "listening on"
+        if family == "unix" and os.path.exists(addr) and not self._accessible(addr):
+            why = f"making writable for {self.accessible_to}"
+        raise MilterStartError(f"{self.argv} not {why} {self.socket} after {timeout}s\n"
                                f"{self.log()}")
+
+    def _accessible(self, path: str) -> bool:
+        """Whether user ``accessible_to`` may connect to the unix socket (needs +w)."""
+        if self.accessible_to is None:
+            return True
+        try:
+            pw = pwd.getpwnam(self.accessible_to)
+            st = os.stat(path)
+        except (KeyError, OSError):
+            return False
+        groups = {pw.pw_gid} | {
+            g.gr_gid for g in grp.getgrall() if self.accessible_to in g.gr_mem
+        }
+        if st.st_uid == pw.pw_uid:
+            return bool(st.st_mode & stat.S_IWUSR)
+        if st.st_gid in groups:
+            return bool(st.st_mode & stat.S_IWGRP)
+        return bool(st.st_mode & stat.S_IWOTH)
 
     def stop(self, timeout: float = 10) -> int | None:
         """SIGTERM, wait up to ``timeout``, then SIGKILL the process group. Idempotent.

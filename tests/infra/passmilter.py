@@ -18,9 +18,18 @@ import sys
 from pathlib import Path
 from typing import Any
 
+# Run as a script, this file's folder is sys.path[0], and its sibling dns.py would shadow
+# dnspython for anything imported below that needs it.
+if sys.path and Path(sys.path[0] or ".").resolve() == Path(__file__).resolve().parent:
+    del sys.path[0]
+
 import Milter
 
 
+# HDR_LEADSPC: Postfix then sends each header value exactly as written after the colon
+# (leading space included). Without it, it drops one space after the colon, and rebuilding
+# "name: value" breaks DKIM c=simple/ header hashing for a header written "Subject:x".
+@Milter.header_leading_space
 class PassMilter(Milter.Base):  # type: ignore[misc]  # pymilter ships no type hints
     """Accepts everything; optionally records each message."""
 
@@ -62,14 +71,14 @@ class PassMilter(Milter.Base):  # type: ignore[misc]  # pymilter ships no type h
         return Milter.CONTINUE  # type: ignore[no-any-return]
 
     def _dump(self, dump_dir: Path) -> None:
-        # pymilter hands header values as str decoded with surrogateescape; folded values
-        # keep their line breaks as sent by the MTA (Postfix sends bare LF), so normalise
-        # to CRLF the way a DKIM verifier must.
+        # Folded header values arrive with bare LF line breaks (body chunks keep CRLF), so
+        # normalise to CRLF the way a DKIM verifier must. Values are str as pymilter
+        # decoded them (UTF-8 with surrogateescape); encoding back restores the bytes.
         lines = []
         for name, value in self._headers:
             raw = value.encode("utf-8", "surrogateescape")
             raw = raw.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
-            lines.append(name.encode("ascii") + b": " + raw + b"\r\n")
+            lines.append(name.encode("ascii") + b":" + raw + b"\r\n")
         qid = self.getsymval("i") or f"noid-{os.getpid()}-{id(self)}"
         path = dump_dir / f"{qid}.eml"
         tmp = path.with_suffix(".tmp")

@@ -33,7 +33,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import NamedTuple
 
-from infra.net import free_port, wait_tcp
+from infra.net import free_port
 
 #: Domains delivered locally into Maildirs unless the caller chooses others.
 DEFAULT_DOMAINS: tuple[str, ...] = ("example.jp", "other.example")
@@ -99,8 +99,13 @@ class PostfixInstance:
     """A private Postfix listening on 127.0.0.1 with a plain and a SASL smtpd port.
 
     ``milter`` is a Postfix milter spec (``unix:/path/sock`` or ``inet:127.0.0.1:PORT``) or
-    None. Use as a context manager or call :meth:`start` / :meth:`stop`; :meth:`stop` is safe
-    to call at any time, also after a failed start.
+    None. Use as a context manager or call :meth:`start` / :meth:`cleanup`; :meth:`stop` is
+    safe to call at any time, also after a failed start.
+
+    After start: :attr:`port` (plain smtpd) and :attr:`sasl_port` (smtpd offering AUTH
+    PLAIN/LOGIN, users ``sasl_users``, default alice/secret). Both relay for 127.0.0.0/8
+    anyway, so SASL matters for what the milter sees ({auth_authen}), not for relaying.
+    Recipients outside ``domains`` get 550 at RCPT (default_transport is error:).
     """
 
     def __init__(
@@ -300,8 +305,8 @@ class PostfixInstance:
         shutil.chown(self.data_dir, "postfix", "postfix")
         self.mail_dir.mkdir(exist_ok=True)
         os.chown(self.mail_dir, self.vmail_uid, self.vmail_gid)
-        for d in self.domains:
-            self._make_maildir(self.mail_dir / d)
+        for domain in self.domains:
+            self._make_maildir(self.mail_dir / domain)
         self.port = free_port(self.host)
         self.sasl_port = free_port(self.host)
         while self.sasl_port == self.port:
@@ -333,20 +338,27 @@ class PostfixInstance:
 
     def start(self, timeout: float = 30) -> None:
         """Write the configuration and start Postfix; raise PostfixError with diagnostics."""
+        if os.geteuid() != 0:
+            raise PostfixError("a private Postfix instance needs root")
         try:
-            self._prepare()
-            proc = self._postfix("start", timeout=timeout)
-            if proc.returncode != 0:
+            for attempt in range(3):
+                self._prepare()  # picks fresh ports each time
+                log_mark = len(self.log())
+                proc = self._postfix("start", timeout=timeout)
+                if proc.returncode == 0:
+                    break
+                # Another process may have taken a port between free_port() and bind().
+                if "Address already in use" in self.log()[log_mark:] and attempt < 2:
+                    continue
                 raise PostfixError(
                     f"postfix start failed (exit {proc.returncode}):\n"
                     f"{proc.stdout}{proc.stderr}\n"
                     f"--- postfix check (with a TTY):\n{self.diagnose()}\n"
                     f"--- maillog:\n{self.log()}"
                 )
+            # `postfix start` runs `master -w`, which returns only after master has bound
+            # every listener: no need to probe the ports (that would only add log noise).
             self._running = True
-            for port in (self.port, self.sasl_port):
-                if not wait_tcp(self.host, port, timeout):
-                    raise PostfixError(f"nothing listens on {self.host}:{port}\n{self.log()}")
         except BaseException:
             self.stop()
             raise
@@ -439,6 +451,8 @@ class PostfixInstance:
         smtp = smtplib.SMTP(self.host, port, local_hostname="client.faxmail.test",
                             timeout=timeout)
         result = SendResult(mail=DISCONNECTED)
+        code: int
+        text: bytes | str  # smtplib's exceptions carry either
         try:
             smtp.ehlo()
             if sasl is not None:

@@ -1,0 +1,23 @@
+# make test  - install everything (apt + .venv), lint, type-check, run the whole test suite
+# make lint  - ruff + mypy only (no installs)
+# make run   - install runtime deps and start the milter (pass options with ARGS=...)
+BIN := .venv/bin
+
+.PHONY: test lint run
+
+test:
+	scripts/install-deps --test
+	$(MAKE) --no-print-directory lint
+	@# pytest exits 5 when it collected nothing: a suite that ran no test must not pass.
+	$(BIN)/pytest -q; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "make test: FAILED: pytest collected no tests" >&2; fi; \
+	exit $$rc
+
+lint:
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+	$(BIN)/mypy --strict tests/infra
+
+run:
+	scripts/install-deps
+	$(BIN)/faxmail-milter $(ARGS)

@@ -1,0 +1,200 @@
+"""Shared fixtures: test DNS with DKIM keys, private Postfix instances, milter processes.
+
+Integration fixtures need root (Postfix) and the packages from ``scripts/install-deps
+--test``. Logs of the milter and of Postfix are attached to the report of a failing test.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import tempfile
+from collections.abc import Callable, Generator, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from infra.dkimkeys import Signer, default_signers, dns_records
+from infra.dns import DnsServer
+from infra.milterproc import MilterProcess, parse_socket
+from infra.postfix import PostfixInstance
+from infra.protocols import MakePostfix, StartMilter
+
+# ---------------------------------------------------------------- logs in failure reports
+
+#: Per test: (title, function returning the text) to attach if the test fails.
+_LOGS = pytest.StashKey[list[tuple[str, Callable[[], str]]]]()
+
+
+def attach_log(request: pytest.FixtureRequest, title: str, read: Callable[[], str]) -> None:
+    """Show ``read()`` in the report of the current test if it fails."""
+    request.node.stash.setdefault(_LOGS, []).append((title, read))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    # The call report is made before fixture teardown, so processes and files still exist.
+    if report.failed and report.when in ("setup", "call"):
+        for title, read in item.stash.get(_LOGS, []):
+            try:
+                text = read()
+            except Exception as e:  # noqa: BLE001  # a broken log must not hide the failure
+                text = f"(could not read: {e!r})"
+            report.sections.append((title, text[-20000:]))
+    return report
+
+
+# ---------------------------------------------------------------- temp dirs
+
+
+@pytest.fixture
+def workdir() -> Iterator[Path]:
+    """A short temp dir that Postfix's users can traverse.
+
+    pytest's tmp_path lives under a 0700 directory (smtpd, running as postfix, could not
+    reach a milter socket there) and is long (AF_UNIX paths are limited to 107 bytes).
+    """
+    path = Path(tempfile.mkdtemp(prefix="fxm-"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+# ---------------------------------------------------------------- DKIM keys and DNS
+
+
+@pytest.fixture(scope="session")
+def dkim_keys() -> dict[str, Signer]:
+    """Test signers by role (see :func:`infra.dkimkeys.default_signers`)."""
+    return default_signers()
+
+
+@pytest.fixture(scope="session")
+def _dns_session(dkim_keys: dict[str, Signer]) -> Iterator[DnsServer]:
+    server = DnsServer()
+    server.start(dns_records(dkim_keys))
+    yield server
+    server.cleanup()
+
+
+@pytest.fixture
+def dns(_dns_session: DnsServer, dkim_keys: dict[str, Signer]) -> Iterator[DnsServer]:
+    """The session's dnsmasq serving the published test keys.
+
+    A test may stop, pause or restart it with other records: it is put back (same port)
+    afterwards, so the next test sees the default records again.
+    """
+    server = _dns_session
+    defaults = DnsServer.normalise(dns_records(dkim_keys))
+    yield server
+    if not server.running or server.records != defaults:
+        server.stop()
+        server.start(defaults)
+
+
+# ---------------------------------------------------------------- Postfix
+
+
+@pytest.fixture
+def make_postfix(request: pytest.FixtureRequest) -> Iterator[MakePostfix]:
+    """Factory: a started :class:`PostfixInstance` (kwargs as its constructor), cleaned up
+    after the test. ``milter`` may be a Postfix spec or a :class:`MilterProcess`."""
+    instances: list[PostfixInstance] = []
+
+    def make(milter: str | MilterProcess | None = None, **kwargs: Any) -> PostfixInstance:
+        spec = milter.postfix_spec if isinstance(milter, MilterProcess) else milter
+        pf = PostfixInstance(spec, **kwargs)
+        instances.append(pf)
+        attach_log(request, f"postfix maillog ({pf.base})", pf.log)
+        pf.start()
+        return pf
+
+    yield make
+    for pf in instances:
+        pf.cleanup()
+
+
+@pytest.fixture
+def postfix(make_postfix: MakePostfix) -> PostfixInstance:
+    """A started Postfix without milter."""
+    return make_postfix()
+
+
+# ---------------------------------------------------------------- the faxmail milter
+
+
+def milter_command(settings_path: Path) -> list[str]:
+    """How to run the daemon: the venv's console script, else ``python -m``."""
+    script = Path(sys.executable).parent / "faxmail-milter"
+    if script.exists():
+        return [str(script), "--settings", str(settings_path)]
+    return [sys.executable, "-m", "faxmail.daemon", "--settings", str(settings_path)]
+
+
+@pytest.fixture
+def start_milter(request: pytest.FixtureRequest, dns: DnsServer) -> Iterator[StartMilter]:
+    """Factory: write settings + policy YAML to a fresh dir, start faxmail-milter, wait
+    for its socket. Stopped (SIGTERM, then SIGKILL) after the test.
+
+    Missing settings get defaults in that dir: ``socket`` (unix:DIR/milter.sock),
+    ``policy`` (the written policy_yaml), ``state_dir``, ``log_level`` (debug),
+    ``log_file``, ``authserv_id`` (mx.faxmail.test), ``dns`` (the test dnsmasq) and
+    ``asterisk`` (spool DIR/asterisk with outgoing/, faxmail-staging/, fax/; user None).
+    Given keys win (shallow merge). The full settings are in the returned ``.settings``.
+    """
+    started: list[MilterProcess] = []
+    dirs: list[Path] = []
+
+    def start(
+        settings: Mapping[str, Any] | None = None, policy_yaml: str = "",
+        *, timeout: float = 30,
+    ) -> MilterProcess:
+        d = Path(tempfile.mkdtemp(prefix="fxm-milter-"))
+        d.chmod(0o755)  # smtpd (user postfix) must reach the socket inside
+        dirs.append(d)
+        policy_path = d / "policy.yaml"
+        policy_path.write_text(policy_yaml)
+        state_dir = d / "state"
+        state_dir.mkdir()
+        # Asterisk's spool inside the test dir (never /var/spool/asterisk), with the folders
+        # Asterisk would own; user None because the test machine has no asterisk user.
+        spool = d / "asterisk"
+        for sub in ("outgoing", "faxmail-staging", "fax"):
+            (spool / sub).mkdir(parents=True)
+        full: dict[str, Any] = {
+            "socket": f"unix:{d / 'milter.sock'}",
+            "policy": str(policy_path),
+            "state_dir": str(state_dir),
+            "log_level": "debug",
+            "log_file": str(d / "milter.log"),
+            "authserv_id": "mx.faxmail.test",  # the test Postfix's myhostname
+            "dns": {"nameservers": [dns.host], "port": dns.port, "timeout": 2},
+            "asterisk": {"spool_dir": str(spool), "user": None},
+        }
+        full.update(settings or {})
+        settings_path = d / "settings.yaml"
+        settings_path.write_text(yaml.safe_dump(full, sort_keys=False, allow_unicode=True))
+        parse_socket(str(full["socket"]))  # fail early on a spec we cannot wait for
+        proc = MilterProcess(
+            milter_command(settings_path),
+            str(full["socket"]),
+            output_path=d / "stdout.log",
+            extra_logs=[Path(full["log_file"])],
+            cwd=d,
+        )
+        proc.settings = full
+        started.append(proc)
+        attach_log(request, f"faxmail-milter log ({d})", proc.log)
+        proc.start(timeout=timeout)
+        return proc
+
+    yield start
+    for proc in started:
+        proc.stop()
+    for d in dirs:
+        shutil.rmtree(d, ignore_errors=True)

@@ -1,0 +1,132 @@
+"""DKIM test keys (made with openssl, cached per process) and signing with dkimpy.
+
+openssl rather than the ``cryptography`` package: it is already on every machine and keeps
+the venv free of a dependency only tests would use. ``-traditional`` writes PKCS#1
+("BEGIN RSA PRIVATE KEY"), the form dkimpy's parser documents.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import subprocess
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import dkim
+
+
+@dataclass(frozen=True)
+class DkimKey:
+    """An RSA key pair: PKCS#1 PEM private key and DER SubjectPublicKeyInfo public key."""
+
+    bits: int
+    private_pem: bytes
+    public_der: bytes
+
+    def txt(self, *, tags: str = "") -> str:
+        """The DNS TXT value ``v=DKIM1; k=rsa; p=...`` (``tags`` e.g. ``"t=y; "`` goes
+        before ``p=``)."""
+        return f"v=DKIM1; k=rsa; {tags}p={base64.b64encode(self.public_der).decode('ascii')}"
+
+
+def generate_key(bits: int = 2048) -> DkimKey:
+    """A fresh key pair (≈0.1-1 s for 2048 bits; use :func:`cached_key` to share one)."""
+    pem = subprocess.run(
+        ["openssl", "genrsa", "-traditional", str(bits)],
+        capture_output=True, check=True, timeout=120,
+    ).stdout
+    der = subprocess.run(
+        ["openssl", "rsa", "-pubout", "-outform", "DER"],
+        input=pem, capture_output=True, check=True, timeout=60,
+    ).stdout
+    return DkimKey(bits=bits, private_pem=pem, public_der=der)
+
+
+@functools.cache
+def cached_key(name: str, bits: int = 2048) -> DkimKey:
+    """A key generated once per (name, bits) per process: session-wide caching."""
+    return generate_key(bits)
+
+
+def dns_name(selector: str, domain: str) -> str:
+    """Where a verifier looks up the key: ``selector._domainkey.domain``."""
+    return f"{selector}._domainkey.{domain}"
+
+
+def sign(
+    message: bytes,
+    domain: str,
+    selector: str,
+    key: DkimKey,
+    include_headers: Sequence[bytes] | None = None,
+    length: bool = False,
+    canonicalize: tuple[bytes, bytes] = (b"relaxed", b"simple"),
+    identity: bytes | None = None,
+) -> bytes:
+    """``message`` (CRLF line endings) with a DKIM-Signature header prepended.
+
+    ``include_headers=None`` signs dkimpy's default set (From, To, Subject, Date,
+    Message-ID, ... where present); ``length=True`` adds ``l=`` (body length) so tests can
+    append to the body after signing.
+    """
+    sig: bytes = dkim.sign(
+        message,
+        selector.encode("ascii"),
+        domain.encode("ascii"),
+        key.private_pem,
+        identity=identity,
+        canonicalize=canonicalize,
+        include_headers=list(include_headers) if include_headers is not None else None,
+        length=length,
+        linesep=b"\r\n",
+    )
+    return sig + message
+
+
+@dataclass(frozen=True)
+class Signer:
+    """A key published (or deliberately not) at ``selector._domainkey.domain``."""
+
+    domain: str
+    selector: str
+    key: DkimKey
+    published: bool = True
+
+    @property
+    def dns_name(self) -> str:
+        return dns_name(self.selector, self.domain)
+
+    def sign(
+        self,
+        message: bytes,
+        include_headers: Sequence[bytes] | None = None,
+        length: bool = False,
+        canonicalize: tuple[bytes, bytes] = (b"relaxed", b"simple"),
+    ) -> bytes:
+        return sign(message, self.domain, self.selector, self.key,
+                    include_headers=include_headers, length=length, canonicalize=canonicalize)
+
+
+def default_signers() -> dict[str, Signer]:
+    """The keys the test DNS serves, by role:
+
+    - ``example.jp``: 2048-bit, ``sel._domainkey.example.jp``
+    - ``other.example``: 2048-bit, ``sel._domainkey.other.example``
+    - ``small``: 512-bit, ``small._domainkey.example.jp`` (below dkimpy's minkey=1024)
+    - ``unpublished``: 2048-bit, ``nokey._domainkey.example.jp``, not in DNS (NXDOMAIN)
+    - ``wrong``: signs as ``sel._domainkey.example.jp`` with a key that is not the published
+      one (signature fails)
+    """
+    return {
+        "example.jp": Signer("example.jp", "sel", cached_key("example.jp")),
+        "other.example": Signer("other.example", "sel", cached_key("other.example")),
+        "small": Signer("example.jp", "small", cached_key("small", 512)),
+        "unpublished": Signer("example.jp", "nokey", cached_key("unpublished"), published=False),
+        "wrong": Signer("example.jp", "sel", cached_key("wrong"), published=False),
+    }
+
+
+def dns_records(signers: dict[str, Signer]) -> dict[str, str]:
+    """TXT records for every published signer, for :class:`infra.dns.DnsServer`."""
+    return {s.dns_name: s.key.txt() for s in signers.values() if s.published}
