@@ -151,8 +151,10 @@ def start_milter(request: pytest.FixtureRequest, dns: DnsServer) -> Iterator[Sta
     dirs: list[Path] = []
 
     def start(
-        settings: Mapping[str, Any] | None = None, policy_yaml: str = "",
-        *, timeout: float = 30,
+        settings: Mapping[str, Any] | None = None,
+        policy_yaml: str = "",
+        *,
+        timeout: float = 30,
     ) -> MilterProcess:
         d = Path(tempfile.mkdtemp(prefix="fxm-milter-"))
         d.chmod(0o755)  # smtpd (user postfix) must reach the socket inside

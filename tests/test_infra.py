@@ -53,8 +53,9 @@ def test_plain_delivery_and_per_recipient_replies(postfix: PostfixInstance) -> N
 @pytest.mark.postfix
 def test_message_size_limit(make_postfix: MakePostfix) -> None:
     pf = make_postfix(message_size_limit=50_000)
-    big = build_message(attachments=[Attachment(b"x" * 100_000, "application/octet-stream",
-                                                "big.bin")])
+    big = build_message(
+        attachments=[Attachment(b"x" * 100_000, "application/octet-stream", "big.bin")]
+    )
     res = pf.send(SENDER, ["a@example.jp"], big)
     assert res.data is not None and res.data.code == 552, res
 
@@ -189,7 +190,8 @@ def test_dkim_survives_postfix_and_milter(
     make_postfix: MakePostfix, workdir: Path, dns: DnsServer, dkim_keys: dict[str, Signer]
 ) -> None:
     msg = build_message(
-        to=["fax@example.jp"], subject="ファクス送信のテスト、長い件名で折り返しを起こす" * 3,
+        to=["fax@example.jp"],
+        subject="ファクス送信のテスト、長い件名で折り返しを起こす" * 3,
         subject_charset="iso-2022-jp",
         attachments=[Attachment(make_pdf(2), "application/pdf", "doc.pdf")],
     )
@@ -226,9 +228,13 @@ def test_pdfs_and_images(tmp_path: Path) -> None:
 
 
 def test_build_message_japanese() -> None:
-    raw = build_message(subject="日本語の件名", subject_charset="iso-2022-jp",
-                        from_name="山田", cc=["c@other.example"],
-                        attachments=[Attachment(make_png(), "image/png", "図.png")])
+    raw = build_message(
+        subject="日本語の件名",
+        subject_charset="iso-2022-jp",
+        from_name="山田",
+        cc=["c@other.example"],
+        attachments=[Attachment(make_png(), "image/png", "図.png")],
+    )
     assert b"\n" not in raw.replace(b"\r\n", b"")
     assert b"=?iso-2022-jp?b?" in raw
     parsed = email.message_from_bytes(raw, policy=email.policy.default)

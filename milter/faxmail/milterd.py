@@ -106,10 +106,11 @@ class FaxMilter(Milter.Base):  # type: ignore[misc]
             recipient = self.gateway.check_recipient(self.session, to)
         except Refusal as refusal:
             log.info(
-                "reject rcpt=%s from=%s client=%s: %s",
+                "reject rcpt=%s from=%s client=%s sasl=%s: %s",
                 _unbracket(to),
                 self.session.envelope_sender,
                 self.client_ip,
+                self.session.sasl_user,
                 refusal.reply,
             )
             return self._answer(refusal.reply)
@@ -212,10 +213,10 @@ class FaxMilter(Milter.Base):  # type: ignore[misc]
         policy = self.gateway.policy
         if self.other_rcpts == 0 and policy.fax.after_queueing == "discard":
             return DISCARD  # nobody else is to receive it
-        self.addheader(
-            "Authentication-Results", authentication_results(self.authserv_id, queued.identity)
-        )
-        self.addheader("X-Faxmail-Job", ", ".join(sorted(set(queued.jobs.values()))))
+        # The leading space is ours to write: we negotiated header_leading_space.
+        results = authentication_results(self.authserv_id, queued.identity)
+        self.addheader("Authentication-Results", " " + results, 0)  # on top (RFC 8601)
+        self.addheader("X-Faxmail-Job", " " + ", ".join(sorted(set(queued.jobs.values()))))
         if policy.fax.after_queueing == "archive" and policy.fax.archive_address:
             self.addrcpt(f"<{policy.fax.archive_address}>")
         for recipient in self.fax_rcpts:

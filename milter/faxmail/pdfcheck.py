@@ -1,14 +1,15 @@
 """Vet a PDF attachment before rendering: a PDF at all, readable, not encrypted, page count.
 
 Why qpdf as a subprocess and not pikepdf in-process: this runs inside libmilter callback threads,
-where `pikepdf.open()` deadlocked the whole daemon (shared/notes/postfix-milter.md). Opening by
-path worked in that test, but one test is not proof, and a deadlock there stops all mail. A
-subprocess cannot deadlock us, can be killed on a timeout, gets its own CPU/memory limits, and a
-crash in qpdf's parser cannot take the daemon down. Measured cost: `qpdf --show-npages` 4.5 to 7 ms
-per call (same for 1, 50 and 2000 pages; 8 ms with the prlimit wrapper); encrypted or damaged
-files need a second call. `qpdf --check` is not used: it decodes every stream (90 ms for one
-scanned page, 0.5 s for 2000 text pages) and finds nothing that Ghostscript with
--dPDFSTOPONERROR and its output check (render.py) does not refuse anyway.
+where `pikepdf.open(BytesIO)` once deadlocked the whole daemon (shared/notes/postfix-milter.md).
+In a libmilter thread driven by miltertest (no Postfix) both pikepdf.open(BytesIO) and by path
+returned normally here, so what triggers the deadlock is unknown: nothing shows that opening by
+path is safe, and a deadlock there stops all mail. A subprocess cannot deadlock us, is killed
+on a timeout, gets its own CPU/memory limits, and a crash in a PDF parser cannot take the daemon
+down. Measured (via prlimit, in a libmilter thread too): 5 to 6 ms per good file, the same for
+1, 50 or 2000 pages; 14 ms for an encrypted or damaged one (a second call). `qpdf --check` is not
+used: it decodes every stream (90 ms for one scanned page, 0.5 s for 2000 text pages) and finds
+nothing that Ghostscript with -dPDFSTOPONERROR and its output check (render.py) lets through.
 """
 
 from __future__ import annotations
@@ -39,8 +40,8 @@ def check_pdf(doc: Document, max_pages: int) -> int:
     """The page count of `doc`, or Refusal: PDF_ENCRYPTED, DOCUMENT_DAMAGED, TOO_MANY_PAGES."""
     path = doc.path.absolute()  # absolute: a name can never be taken for an option
     _require_header(doc, path)
-    rc, out, err = run_limited(["qpdf", "--show-npages", str(path)], QPDF_TIMEOUT_S, doc)
-    if rc == _QPDF_ERROR and _requires_password(path, doc):
+    rc, out, err = _run(["qpdf", "--show-npages", str(path)], QPDF_TIMEOUT_S)
+    if rc == _QPDF_ERROR and _requires_password(path):
         raise Refusal(PDF_ENCRYPTED)
     if rc != 0:
         raise Refusal(DOCUMENT_DAMAGED.format(name=doc.label, why=_reason(rc, err, path)))
@@ -74,9 +75,9 @@ def _require_header(doc: Document, path: Path) -> None:
         raise Refusal(DOCUMENT_DAMAGED.format(name=doc.label, why="it is not a PDF file"))
 
 
-def _requires_password(path: Path, doc: Document) -> bool:
+def _requires_password(path: Path) -> bool:
     # --requires-password: 0 = a password is needed, 2 = not encrypted, 3 = encrypted, none needed
-    rc, _, _ = run_limited(["qpdf", "--requires-password", str(path)], QPDF_TIMEOUT_S, doc)
+    rc, _, _ = _run(["qpdf", "--requires-password", str(path)], QPDF_TIMEOUT_S)
     return rc == 0
 
 
@@ -116,7 +117,7 @@ def limited_command(argv: list[str], cpu_s: int, memory_bytes: int) -> list[str]
     ]
 
 
-def run_limited(argv: list[str], timeout_s: float, doc: Document) -> tuple[int, str, str]:
+def _run(argv: list[str], timeout_s: float) -> tuple[int, str, str]:
     """Run a checker: (exit code, stdout, stderr), each output cut to its first 16 KiB.
 
     Own process group, killed when `timeout_s` passes (→ RENDER_TOO_SLOW).

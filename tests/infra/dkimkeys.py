@@ -34,11 +34,16 @@ def generate_key(bits: int = 2048) -> DkimKey:
     """A fresh key pair (≈0.1-1 s for 2048 bits; use :func:`cached_key` to share one)."""
     pem = subprocess.run(
         ["openssl", "genrsa", "-traditional", str(bits)],
-        capture_output=True, check=True, timeout=120,
+        capture_output=True,
+        check=True,
+        timeout=120,
     ).stdout
     der = subprocess.run(
         ["openssl", "rsa", "-pubout", "-outform", "DER"],
-        input=pem, capture_output=True, check=True, timeout=60,
+        input=pem,
+        capture_output=True,
+        check=True,
+        timeout=60,
     ).stdout
     return DkimKey(bits=bits, private_pem=pem, public_der=der)
 
@@ -104,8 +109,15 @@ class Signer:
         length: bool = False,
         canonicalize: tuple[bytes, bytes] = (b"relaxed", b"simple"),
     ) -> bytes:
-        return sign(message, self.domain, self.selector, self.key,
-                    include_headers=include_headers, length=length, canonicalize=canonicalize)
+        return sign(
+            message,
+            self.domain,
+            self.selector,
+            self.key,
+            include_headers=include_headers,
+            length=length,
+            canonicalize=canonicalize,
+        )
 
 
 def default_signers() -> dict[str, Signer]:

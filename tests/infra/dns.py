@@ -122,9 +122,7 @@ class DnsServer:
             except (dns.exception.Timeout, OSError) as e:
                 if time.monotonic() >= deadline:
                     self.stop()
-                    raise DnsError(
-                        f"dnsmasq not answering after {timeout}s:\n{self.log()}"
-                    ) from e
+                    raise DnsError(f"dnsmasq not answering after {timeout}s:\n{self.log()}") from e
                 time.sleep(0.01)
 
     def stop(self) -> None:

@@ -141,8 +141,9 @@ class MilterProcess:
         why = "listening on"
         if family == "unix" and os.path.exists(addr) and not self._accessible(addr):
             why = f"making writable for {self.accessible_to}"
-        raise MilterStartError(f"{self.argv} not {why} {self.socket} after {timeout}s\n"
-                               f"{self.log()}")
+        raise MilterStartError(
+            f"{self.argv} not {why} {self.socket} after {timeout}s\n{self.log()}"
+        )
 
     def _accessible(self, path: str) -> bool:
         """Whether user ``accessible_to`` may connect to the unix socket (needs +w)."""
@@ -153,9 +154,7 @@ class MilterProcess:
             st = os.stat(path)
         except (KeyError, OSError):
             return False
-        groups = {pw.pw_gid} | {
-            g.gr_gid for g in grp.getgrall() if self.accessible_to in g.gr_mem
-        }
+        groups = {pw.pw_gid} | {g.gr_gid for g in grp.getgrall() if self.accessible_to in g.gr_mem}
         if st.st_uid == pw.pw_uid:
             return bool(st.st_mode & stat.S_IWUSR)
         if st.st_gid in groups:

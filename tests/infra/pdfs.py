@@ -43,11 +43,22 @@ def make_pdf(pages: int = 1, text: str = "Test page", page_size: tuple[int, int]
         out = Path(tmp) / "out.pdf"
         subprocess.run(
             [
-                "gs", "-q", "-dSAFER", "-dBATCH", "-dNOPAUSE", "-sDEVICE=pdfwrite",
-                "-dOmitInfoDate", "-dOmitID", "-dOmitXMP",
-                f"-sOutputFile={out}", "-",
+                "gs",
+                "-q",
+                "-dSAFER",
+                "-dBATCH",
+                "-dNOPAUSE",
+                "-sDEVICE=pdfwrite",
+                "-dOmitInfoDate",
+                "-dOmitID",
+                "-dOmitXMP",
+                f"-sOutputFile={out}",
+                "-",
             ],
-            input=program.encode("latin-1"), capture_output=True, check=True, timeout=60,
+            input=program.encode("latin-1"),
+            capture_output=True,
+            check=True,
+            timeout=60,
         )
         return out.read_bytes()
 
@@ -66,7 +77,9 @@ def make_encrypted_pdf(
         src.write_bytes(make_pdf(pages))
         subprocess.run(
             ["qpdf", "--encrypt", user_password, owner_password, "256", "--", str(src), str(dst)],
-            capture_output=True, check=True, timeout=60,
+            capture_output=True,
+            check=True,
+            timeout=60,
         )
         return dst.read_bytes()
 

@@ -90,9 +90,7 @@ def _decode(raw: bytes | str) -> str:
 
 
 def _run(argv: Sequence[str], timeout: float = 30) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        list(argv), capture_output=True, text=True, timeout=timeout, check=False
-    )
+    return subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout, check=False)
 
 
 class PostfixInstance:
@@ -258,9 +256,7 @@ class PostfixInstance:
         text = "".join(f"{k} = {v}\n" for k, v in cf.items())
         (self.config_dir / "main.cf").write_text(text)
         (self.config_dir / "master.cf").write_text(self._master_cf())
-        maps = "".join(
-            f"/@{re.escape(d)}$/ {d}/\n" for d in self.domains
-        )
+        maps = "".join(f"/@{re.escape(d)}$/ {d}/\n" for d in self.domains)
         (self.config_dir / "vmailbox.regexp").write_text(maps)
         # Postfix commands wait (polling every 0.3 s, ~2 s in all) until main.cf is a couple
         # of seconds old, in case an editor is still writing it: backdate our files.
@@ -448,8 +444,7 @@ class PostfixInstance:
         """
         if port is None:
             port = self.sasl_port if sasl else self.port
-        smtp = smtplib.SMTP(self.host, port, local_hostname="client.faxmail.test",
-                            timeout=timeout)
+        smtp = smtplib.SMTP(self.host, port, local_hostname="client.faxmail.test", timeout=timeout)
         result = SendResult(mail=DISCONNECTED)
         code: int
         text: bytes | str  # smtplib's exceptions carry either
@@ -514,9 +509,7 @@ class PostfixInstance:
         out.sort()
         return [raw for _, _, raw in out]
 
-    def wait_for_delivery(
-        self, address: str, count: int = 1, timeout: float = 30
-    ) -> list[bytes]:
+    def wait_for_delivery(self, address: str, count: int = 1, timeout: float = 30) -> list[bytes]:
         """Wait until at least ``count`` messages reached ``address``; return all of them."""
         deadline = time.monotonic() + timeout
         while True:
