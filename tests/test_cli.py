@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from infra.dkimkeys import Signer
 from infra.dns import DnsServer
 from infra.mail import Attachment, build_message

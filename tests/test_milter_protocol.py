@@ -9,6 +9,7 @@ from pathlib import Path
 
 import miltertest as mt
 import pytest
+
 from infra.mail import Attachment, build_message
 from infra.milterproc import MilterProcess
 from infra.pdfs import make_pdf
