@@ -1,4 +1,5 @@
-"""extract.py: documents out of real-world and hostile mail, header text, header facts."""
+"""extract.py, headertext.py, facts.py: documents, header text and header facts of real-world
+and hostile mail."""
 
 from __future__ import annotations
 
@@ -19,13 +20,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from faxmail.extract import (
-    decode_header_text,
-    extract_documents,
-    message_facts,
-    parse_message,
-    sniff,
-)
+from faxmail.extract import extract_documents, parse_message, sniff
+from faxmail.facts import message_facts
+from faxmail.headertext import decode_header_text
 from faxmail.replies import (
     DOCUMENT_DAMAGED,
     MIME_TOO_DEEP,
@@ -105,7 +102,8 @@ def test_declared_pdf_that_is_not_one_is_refused(tmp_path: Path) -> None:
     raw = mail(attachment(b"<html>oops</html>", "application/pdf", "report.pdf"))
     reply = refusal(raw, tmp_path).reply
     assert (reply.code, reply.enhanced) == (DOCUMENT_DAMAGED.code, DOCUMENT_DAMAGED.enhanced)
-    assert "attachment 1 (report.pdf)" in reply.text
+    why = "it is not a PDF, TIFF, PNG or JPEG file"
+    assert reply.text == f"attachment 1 (report.pdf) cannot be read: {why}"
 
 
 def test_pdf_with_junk_before_header(tmp_path: Path) -> None:

@@ -20,7 +20,8 @@ from .authorize import check_destination, check_rate, max_pages, rate_limits
 from .dnslookup import TxtLookup
 from .documents import Document
 from .enqueue import Spool, enqueue, new_job_id
-from .extract import MessageFacts, extract_documents, message_facts, parse_message
+from .extract import extract_documents, parse_message
+from .facts import MessageFacts, message_facts
 from .policy import Policy
 from .policywatch import PolicyHolder
 from .recipient import FaxRecipient, parse_recipient
@@ -145,6 +146,8 @@ class Gateway:
             whiten_threshold=fax.whiten_threshold,
             photo=fax.photo,
             max_pages=pages,
+            timeout_base_s=fax.render_timeout_s,
+            timeout_per_page_s=fax.render_timeout_per_page_s,
         )
         return self.renderer.with_options(options)
 

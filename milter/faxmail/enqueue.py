@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .callfile import CallFile, clean_staging, render_callfile, spool_callfile
+from .crashpoints import crash_point
 from .policy import Fax
 from .replies import LOCAL_ERROR, RATE_LIMITED, SPOOL_FULL, Refusal
 from .settings import Asterisk
@@ -119,8 +120,10 @@ def enqueue(
         raise Refusal(
             RATE_LIMITED.format(sender=job.sender, count=admission.count, window=admission.window)
         )
+    crash_point("admitted")
     try:
         _place_tiff(rendered_tiff, spool, job.id)
+        crash_point("tiff-placed")
         spool_callfile(
             render_callfile(callfile_for(job, fax)),
             staging_dir=spool.staging,
@@ -135,6 +138,7 @@ def enqueue(
         raise Refusal(
             SPOOL_FULL if exc.errno in (errno.ENOSPC, errno.EDQUOT) else LOCAL_ERROR
         ) from exc
+    crash_point("callfile-spooled")
     store.set_state(job.id, "queued", "spooled", callfile=str(spool.callfile_path(job.id)))
     return job.id
 

@@ -146,6 +146,9 @@ class Fax(Strict):
     resolution: Literal["fine", "standard"] = "fine"
     whiten_threshold: float | None = Field(default=0.8, gt=0, le=1)
     photo: bool = False
+    # Ghostscript gets render_timeout_s plus render_timeout_per_page_s per page, then is killed.
+    render_timeout_s: float = Field(default=20, gt=0, le=600)
+    render_timeout_per_page_s: float = Field(default=5, ge=0, le=60)
     channel: str = Field(default="PJSIP/{number}@trunk", pattern=r"^[A-Za-z0-9/@+._:{}-]+$")
     context: str = Field(default="faxmail-send", pattern=r"^[A-Za-z0-9_+-]+$")
     extension: str = Field(default="send", pattern=r"^[A-Za-z0-9_+-]+$")

@@ -71,7 +71,7 @@ NOTHING_TO_FAX = Reply(
     "550", "5.6.0", "no PDF or image attachment found (accepted: PDF, TIFF, PNG, JPEG)"
 )
 PDF_ENCRYPTED = Reply("550", "5.6.0", "the PDF is password-protected")
-DOCUMENT_DAMAGED = Reply("550", "5.6.0", "the attachment {name!s} cannot be read: {why!s}")
+DOCUMENT_DAMAGED = Reply("550", "5.6.0", "{name!s} cannot be read: {why!s}")
 TOO_MANY_PAGES = Reply("552", "5.3.4", "the fax has {pages!s} pages; at most {limit!s} are allowed")
 RENDER_TOO_SLOW = Reply("552", "5.3.4", "the document took too long to render ({why!s})")
 RENDERER_BUSY = Reply("451", "4.3.2", "fax renderer busy; please try again later")
