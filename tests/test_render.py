@@ -1,6 +1,6 @@
 """The renderer with real Ghostscript, qpdf and libtiff: no mocks.
 
-Every test PDF is made here (tests/pdfgen.py) so each one shows exactly one property.
+Every test document comes from tests/infra/pdfs.py, each made to show exactly one property.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageChops, ImageSequence
 
-import pdfgen
 from faxmail.documents import Document, DocumentKind
 from faxmail.pdfcheck import check_pdf
 from faxmail.render import Renderer, RenderOptions
@@ -29,6 +28,24 @@ from faxmail.replies import (
     Reply,
 )
 from faxmail.tiffcheck import validate_fax_tiff
+from infra.pdfs import (
+    black_png_bytes,
+    build_pdf,
+    garbage_stream_pdf,
+    japanese_pdf,
+    landscape_pdf,
+    make_encrypted_pdf,
+    make_jpeg,
+    make_pdf,
+    make_png,
+    multipage_tiff_bytes,
+    nested_forms_pdf,
+    own_transfer_pdf,
+    png_bomb_bytes,
+    postscript_polyglot,
+    postscript_xobject_pdf,
+    scanned_pdf,
+)
 
 A4_FINE, A4_STANDARD, LETTER_FINE = 2292, 1146, 2156
 
@@ -93,7 +110,7 @@ def refused(render: Callable[[], object]) -> Refusal:
 
 
 def test_one_page_pdf(doc: MakeDoc, workdir: Path) -> None:
-    fax = Renderer(RenderOptions()).render([doc("pdf", pdfgen.text_pdf(1))], workdir)
+    fax = Renderer(RenderOptions()).render([doc("pdf", make_pdf(1))], workdir)
     assert fax.tiff == workdir / "fax.tif"
     assert fax.pages == 1
     assert fax.size == fax.tiff.stat().st_size > 0
@@ -108,7 +125,7 @@ def test_one_page_pdf(doc: MakeDoc, workdir: Path) -> None:
 
 
 def test_ten_pages_and_nothing_else_left(doc: MakeDoc, workdir: Path, inbox: Path) -> None:
-    document = doc("pdf", pdfgen.text_pdf(10))
+    document = doc("pdf", make_pdf(10))
     fax = Renderer(RenderOptions()).render([document], workdir)
     assert fax.pages == 10
     assert [p.size for p in pages_of(fax.tiff)] == [(1728, A4_FINE)] * 10
@@ -136,7 +153,7 @@ def test_paper_and_resolution(
     photo: bool,
 ) -> None:
     options = RenderOptions(paper=paper, resolution=resolution, photo=photo)  # type: ignore[arg-type]
-    fax = Renderer(options).render([doc("pdf", pdfgen.text_pdf(2))], workdir)
+    fax = Renderer(options).render([doc("pdf", make_pdf(2))], workdir)
     assert [p.size for p in pages_of(fax.tiff)] == [(1728, height)] * 2
     fields = tiff_fields(fax.tiff)
     assert f"Resolution: 204, {y_dpi}" in fields
@@ -145,13 +162,13 @@ def test_paper_and_resolution(
     assert fields.count("min-is-white") == 2
 
 
-@pytest.mark.parametrize("make", [pdfgen.text_pdf, pdfgen.own_transfer_pdf])
+@pytest.mark.parametrize("make", [make_pdf, own_transfer_pdf])
 def test_photo_mode_is_black_on_white(
     doc: MakeDoc, tmp_path: Path, make: Callable[..., bytes]
 ) -> None:
     """Photo mode relabels tiffscaled's min-is-black output: still black text on white,
     also when the PDF sets its own transfer function."""
-    document = doc("pdf", make(1) if make is pdfgen.text_pdf else make())
+    document = doc("pdf", make(1) if make is make_pdf else make())
     plain = Renderer(RenderOptions()).render([document], _dir(tmp_path, "plain"))
     photo = Renderer(RenderOptions(photo=True)).render([document], _dir(tmp_path, "photo"))
     text_black = black_share(pages_of(plain.tiff)[0])
@@ -162,7 +179,7 @@ def test_photo_mode_is_black_on_white(
 
 
 def test_landscape_page_is_rotated_onto_portrait_paper(doc: MakeDoc, workdir: Path) -> None:
-    fax = Renderer(RenderOptions()).render([doc("pdf", pdfgen.landscape_pdf())], workdir)
+    fax = Renderer(RenderOptions()).render([doc("pdf", landscape_pdf())], workdir)
     (page,) = pages_of(fax.tiff)
     assert page.size == (1728, A4_FINE)
     left, top, right, bottom = ImageChops.invert(page).getbbox() or (0, 0, 0, 0)
@@ -172,14 +189,14 @@ def test_landscape_page_is_rotated_onto_portrait_paper(doc: MakeDoc, workdir: Pa
 
 def test_japanese_text_with_substituted_cid_font(doc: MakeDoc, workdir: Path) -> None:
     """Not embedded (like most Japanese office PDFs): gs substitutes IPA Mincho, quietly."""
-    fax = Renderer(RenderOptions()).render([doc("pdf", pdfgen.japanese_pdf())], workdir)
+    fax = Renderer(RenderOptions()).render([doc("pdf", japanese_pdf())], workdir)
     (page,) = pages_of(fax.tiff)
     top_band = page.crop((0, 0, 1728, 400))  # the Japanese line is near the top
     assert black_share(top_band) > 0.005
 
 
 def test_whitening_turns_grey_paper_white(doc: MakeDoc, tmp_path: Path) -> None:
-    scan = doc("pdf", pdfgen.scanned_pdf())
+    scan = doc("pdf", scanned_pdf())
     grey = Renderer(RenderOptions(whiten_threshold=None)).render([scan], _dir(tmp_path, "grey"))
     white = Renderer(RenderOptions(whiten_threshold=0.8)).render([scan], _dir(tmp_path, "white"))
     assert white.size * 5 < grey.size  # the paper no longer becomes a dot screen
@@ -188,7 +205,7 @@ def test_whitening_turns_grey_paper_white(doc: MakeDoc, tmp_path: Path) -> None:
 
 
 def test_whitening_leaves_pure_text_pixel_identical(doc: MakeDoc, tmp_path: Path) -> None:
-    document = doc("pdf", pdfgen.text_pdf(2))
+    document = doc("pdf", make_pdf(2))
     off = Renderer(RenderOptions(whiten_threshold=None)).render([document], _dir(tmp_path, "a"))
     on = Renderer(RenderOptions(whiten_threshold=0.8)).render([document], _dir(tmp_path, "b"))
     for a, b in zip(pages_of(off.tiff), pages_of(on.tiff), strict=True):
@@ -196,7 +213,7 @@ def test_whitening_leaves_pure_text_pixel_identical(doc: MakeDoc, tmp_path: Path
 
 
 def test_png_and_jpeg_become_pages(doc: MakeDoc, workdir: Path) -> None:
-    documents = [doc("png", pdfgen.png_bytes()), doc("jpeg", pdfgen.jpeg_bytes())]
+    documents = [doc("png", make_png()), doc("jpeg", make_jpeg())]
     fax = Renderer(RenderOptions()).render(documents, workdir)
     assert fax.pages == 2
     assert [p.size for p in pages_of(fax.tiff)] == [(1728, A4_FINE)] * 2
@@ -204,19 +221,19 @@ def test_png_and_jpeg_become_pages(doc: MakeDoc, workdir: Path) -> None:
 
 
 def test_rgba_png_renders(doc: MakeDoc, workdir: Path) -> None:
-    fax = Renderer(RenderOptions()).render([doc("png", pdfgen.png_bytes(mode="RGBA"))], workdir)
+    fax = Renderer(RenderOptions()).render([doc("png", make_png(mode="RGBA"))], workdir)
     assert fax.pages == 1
 
 
 def test_multipage_tiff_counts_its_pages(doc: MakeDoc, workdir: Path) -> None:
-    fax = Renderer(RenderOptions()).render([doc("tiff", pdfgen.multipage_tiff_bytes(3))], workdir)
+    fax = Renderer(RenderOptions()).render([doc("tiff", multipage_tiff_bytes(3))], workdir)
     assert fax.pages == 3
     assert len(pages_of(fax.tiff)) == 3
 
 
 def test_documents_are_joined_in_order(doc: MakeDoc, tmp_path: Path) -> None:
-    black = doc("png", pdfgen.black_png_bytes())
-    text = doc("pdf", pdfgen.text_pdf(2))
+    black = doc("png", black_png_bytes())
+    text = doc("pdf", make_pdf(2))
     first = Renderer(RenderOptions()).render([black, text], _dir(tmp_path, "a"))
     assert [black_share(p) > 0.3 for p in pages_of(first.tiff)] == [True, False, False]
     second = Renderer(RenderOptions()).render([text, black], _dir(tmp_path, "b"))
@@ -233,30 +250,23 @@ def test_renderers_with_other_options_share_the_slots() -> None:
 # --- bad documents -------------------------------------------------------------------
 
 
-def test_encrypted_pdf(doc: MakeDoc, workdir: Path, tmp_path: Path) -> None:
-    plain = tmp_path / "plain.pdf"
-    plain.write_bytes(pdfgen.text_pdf(1))
-    encrypted = tmp_path / "encrypted.pdf"
-    pdfgen.encrypt(plain, encrypted)
-    document = doc("pdf", encrypted.read_bytes())
+def test_encrypted_pdf(doc: MakeDoc, workdir: Path) -> None:
+    document = doc("pdf", make_encrypted_pdf(1))
     refusal = refused(lambda: Renderer(RenderOptions()).render([document], workdir))
     assert refusal.reply == PDF_ENCRYPTED
     assert list(workdir.iterdir()) == []
 
 
-def test_owner_password_only_pdf_is_rendered(doc: MakeDoc, workdir: Path, tmp_path: Path) -> None:
+def test_owner_password_only_pdf_is_rendered(doc: MakeDoc, workdir: Path) -> None:
     """An empty user password opens without asking: not 'password-protected' for us."""
-    plain = tmp_path / "plain.pdf"
-    plain.write_bytes(pdfgen.text_pdf(1))
-    restricted = tmp_path / "restricted.pdf"
-    pdfgen.encrypt(plain, restricted, user="")
-    fax = Renderer(RenderOptions()).render([doc("pdf", restricted.read_bytes())], workdir)
+    restricted = make_encrypted_pdf(1, user_password="")
+    fax = Renderer(RenderOptions()).render([doc("pdf", restricted)], workdir)
     assert fax.pages == 1
 
 
 @pytest.mark.parametrize("keep", [0.5, 0.97])
 def test_truncated_pdf(doc: MakeDoc, workdir: Path, keep: float) -> None:
-    data = pdfgen.text_pdf(10)
+    data = make_pdf(10)
     document = doc("pdf", data[: int(len(data) * keep)])
     refusal = refused(lambda: Renderer(RenderOptions()).render([document], workdir))
     assert _is(refusal, DOCUMENT_DAMAGED)
@@ -276,7 +286,7 @@ def test_not_a_pdf(doc: MakeDoc, workdir: Path, data: bytes) -> None:
 
 
 def test_pdf_without_pages(doc: MakeDoc, workdir: Path) -> None:
-    document = doc("pdf", pdfgen.build_pdf([]))
+    document = doc("pdf", build_pdf([]))
     refusal = refused(lambda: Renderer(RenderOptions()).render([document], workdir))
     assert _is(refusal, DOCUMENT_DAMAGED)
     assert "no pages" in str(refusal)
@@ -285,7 +295,7 @@ def test_pdf_without_pages(doc: MakeDoc, workdir: Path) -> None:
 def test_garbage_inside_a_stream_is_caught_by_ghostscript(
     doc: MakeDoc, workdir: Path, tmp_path: Path
 ) -> None:
-    document = doc("pdf", pdfgen.garbage_stream_pdf())
+    document = doc("pdf", garbage_stream_pdf())
     assert check_pdf(document, 50) == 1  # the structure is fine: only gs sees the damage
     refusal = refused(lambda: Renderer(RenderOptions()).render([document], workdir))
     assert _is(refusal, DOCUMENT_DAMAGED)
@@ -295,33 +305,33 @@ def test_garbage_inside_a_stream_is_caught_by_ghostscript(
 
 
 def test_damage_is_blamed_on_the_right_document(doc: MakeDoc, workdir: Path) -> None:
-    good = doc("pdf", pdfgen.text_pdf(1))
-    bad = doc("pdf", pdfgen.garbage_stream_pdf())
+    good = doc("pdf", make_pdf(1))
+    bad = doc("pdf", garbage_stream_pdf())
     refusal = refused(lambda: Renderer(RenderOptions()).render([good, bad], workdir))
     assert bad.label in str(refusal)
     assert good.label not in str(refusal)
 
 
 def test_too_many_pages_in_one_pdf(doc: MakeDoc, workdir: Path) -> None:
-    document = doc("pdf", pdfgen.text_pdf(10))
+    document = doc("pdf", make_pdf(10))
     refusal = refused(lambda: Renderer(RenderOptions(max_pages=5)).render([document], workdir))
     assert refusal.reply == TOO_MANY_PAGES.format(pages=10, limit=5)
 
 
 def test_too_many_pages_over_all_documents(doc: MakeDoc, workdir: Path) -> None:
-    documents = [doc("pdf", pdfgen.text_pdf(3)), doc("tiff", pdfgen.multipage_tiff_bytes(3))]
+    documents = [doc("pdf", make_pdf(3)), doc("tiff", multipage_tiff_bytes(3))]
     refusal = refused(lambda: Renderer(RenderOptions(max_pages=5)).render(documents, workdir))
     assert refusal.reply == TOO_MANY_PAGES.format(pages=6, limit=5)
 
 
 def test_too_many_pages_in_a_tiff(doc: MakeDoc, workdir: Path) -> None:
-    document = doc("tiff", pdfgen.multipage_tiff_bytes(4))
+    document = doc("tiff", multipage_tiff_bytes(4))
     refusal = refused(lambda: Renderer(RenderOptions(max_pages=2)).render([document], workdir))
     assert _is(refusal, TOO_MANY_PAGES)
 
 
 def test_png_decompression_bomb(doc: MakeDoc, workdir: Path) -> None:
-    document = doc("png", pdfgen.png_bomb_bytes(60000, 60000))
+    document = doc("png", png_bomb_bytes(60000, 60000))
     refusal = refused(lambda: Renderer(RenderOptions()).render([document], workdir))
     assert _is(refusal, DOCUMENT_DAMAGED)
     assert "pixels" in str(refusal)
@@ -329,20 +339,20 @@ def test_png_decompression_bomb(doc: MakeDoc, workdir: Path) -> None:
 
 def test_image_over_our_pixel_limit(doc: MakeDoc, workdir: Path) -> None:
     """Below Pillow's own bomb limits (89 M pixels warns, 179 M fails), above ours (50 M)."""
-    document = doc("png", pdfgen.png_bomb_bytes(8000, 8000))
+    document = doc("png", png_bomb_bytes(8000, 8000))
     refusal = refused(lambda: Renderer(RenderOptions()).render([document], workdir))
     assert _is(refusal, DOCUMENT_DAMAGED)
     assert "8000x8000" in str(refusal)
 
 
 def test_image_of_the_wrong_kind(doc: MakeDoc, workdir: Path) -> None:
-    document = doc("png", pdfgen.jpeg_bytes())
+    document = doc("png", make_jpeg())
     refusal = refused(lambda: Renderer(RenderOptions()).render([document], workdir))
     assert _is(refusal, DOCUMENT_DAMAGED)
 
 
 def test_broken_image(doc: MakeDoc, workdir: Path) -> None:
-    document = doc("jpeg", pdfgen.jpeg_bytes()[:200])
+    document = doc("jpeg", make_jpeg()[:200])
     with pytest.raises(Refusal) as info:
         Renderer(RenderOptions()).render([document], workdir)
     assert _is(info.value, DOCUMENT_DAMAGED)
@@ -355,7 +365,7 @@ def test_postscript_inside_pdf_cannot_touch_files(
     doc: MakeDoc, workdir: Path, tmp_path: Path
 ) -> None:
     target = tmp_path / "pwned"
-    document = doc("pdf", pdfgen.postscript_xobject_pdf(target))
+    document = doc("pdf", postscript_xobject_pdf(target))
     try:
         Renderer(RenderOptions()).render([document], workdir)
     except Refusal as refusal:
@@ -368,7 +378,7 @@ def test_postscript_disguised_as_pdf_is_not_run(
 ) -> None:
     """PostScript followed by a real PDF passes qpdf, but gs would run it as PostScript."""
     target = tmp_path / "pwned"
-    document = doc("pdf", pdfgen.postscript_polyglot(target))
+    document = doc("pdf", postscript_polyglot(target))
     refusal = refused(lambda: Renderer(RenderOptions()).render([document], workdir))
     assert _is(refusal, DOCUMENT_DAMAGED)
     assert not target.exists()
@@ -378,7 +388,7 @@ def test_postscript_disguised_as_pdf_is_not_run(
 
 
 def test_endless_pdf_is_stopped(doc: MakeDoc, workdir: Path) -> None:
-    document = doc("pdf", pdfgen.nested_forms_pdf())
+    document = doc("pdf", nested_forms_pdf())
     options = RenderOptions(timeout_base_s=1.0, timeout_per_page_s=0.5)
     refusal = refused(lambda: Renderer(options).render([document], workdir))
     assert _is(refusal, RENDER_TOO_SLOW)
@@ -387,7 +397,7 @@ def test_endless_pdf_is_stopped(doc: MakeDoc, workdir: Path) -> None:
 
 
 def test_many_pages_with_a_tiny_timeout(doc: MakeDoc, workdir: Path) -> None:
-    document = doc("pdf", pdfgen.text_pdf(400))
+    document = doc("pdf", make_pdf(400))
     options = RenderOptions(max_pages=400, timeout_base_s=0.05, timeout_per_page_s=0.0001)
     refusal = refused(lambda: Renderer(options).render([document], workdir))
     assert _is(refusal, RENDER_TOO_SLOW)
@@ -397,7 +407,7 @@ def test_many_pages_with_a_tiny_timeout(doc: MakeDoc, workdir: Path) -> None:
 
 def test_busy_renderer_and_stop_all(doc: MakeDoc, tmp_path: Path) -> None:
     renderer = Renderer(RenderOptions(timeout_base_s=60.0), slots=1, slot_wait_s=0.2)
-    endless = doc("pdf", pdfgen.nested_forms_pdf())
+    endless = doc("pdf", nested_forms_pdf())
     first_dir = _dir(tmp_path, "first")
     outcome: list[Refusal] = []
 
@@ -412,7 +422,7 @@ def test_busy_renderer_and_stop_all(doc: MakeDoc, tmp_path: Path) -> None:
     try:
         _wait_for(lambda: bool(gs_running(first_dir)))
         # the only slot is taken: a second fax gets a temporary refusal
-        quick = doc("pdf", pdfgen.text_pdf(1))
+        quick = doc("pdf", make_pdf(1))
         refusal = refused(lambda: renderer.render([quick], _dir(tmp_path, "second")))
         assert refusal.reply == RENDERER_BUSY
         assert refusal.reply.temporary
@@ -431,11 +441,11 @@ def test_busy_renderer_and_stop_all(doc: MakeDoc, tmp_path: Path) -> None:
 
 def test_slots_are_released_after_refusals(doc: MakeDoc, tmp_path: Path) -> None:
     renderer = Renderer(RenderOptions(), slots=1, slot_wait_s=0.5)
-    bad = doc("pdf", pdfgen.garbage_stream_pdf())
+    bad = doc("pdf", garbage_stream_pdf())
     for n in range(3):
         with pytest.raises(Refusal):
             renderer.render([bad], _dir(tmp_path, f"bad{n}"))
-    fax = renderer.render([doc("pdf", pdfgen.text_pdf(1))], _dir(tmp_path, "good"))
+    fax = renderer.render([doc("pdf", make_pdf(1))], _dir(tmp_path, "good"))
     assert fax.pages == 1
 
 
@@ -445,7 +455,7 @@ def test_slots_are_released_after_refusals(doc: MakeDoc, tmp_path: Path) -> None
 def test_validator_rejects_truncated_and_miscounted_tiffs(
     doc: MakeDoc, workdir: Path, tmp_path: Path
 ) -> None:
-    fax = Renderer(RenderOptions()).render([doc("pdf", pdfgen.text_pdf(5))], workdir)
+    fax = Renderer(RenderOptions()).render([doc("pdf", make_pdf(5))], workdir)
     validate_fax_tiff(fax.tiff, 5)
     with pytest.raises(Refusal) as info:
         validate_fax_tiff(fax.tiff, 4)

@@ -9,20 +9,19 @@ on a timeout, gets its own CPU/memory limits, and a crash in a PDF parser cannot
 down. Measured (via prlimit, in a libmilter thread too): 5 to 6 ms per good file, the same for
 1, 50 or 2000 pages; 14 ms for an encrypted or damaged one (a second call). `qpdf --check` is not
 used: it decodes every stream (90 ms for one scanned page, 0.5 s for 2000 text pages) and finds
-nothing that Ghostscript with -dPDFSTOPONERROR and its output check (render.py) lets through.
+nothing that Ghostscript with -dPDFSTOPONERROR and its output check (ghostscript.py) lets through.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import selectors
-import signal
 import subprocess
 import time
 from pathlib import Path
 
 from .documents import Document
+from .processes import kill_group, limited_command
 from .replies import DOCUMENT_DAMAGED, PDF_ENCRYPTED, RENDER_TOO_SLOW, TOO_MANY_PAGES, Refusal
 
 QPDF_TIMEOUT_S = 30.0
@@ -100,23 +99,6 @@ def _reason(rc: int, err: str, path: Path) -> str:
     return (specific or lines or ["the PDF structure cannot be read"])[0]
 
 
-def limited_command(argv: list[str], cpu_s: int, memory_bytes: int) -> list[str]:
-    """`argv` run under prlimit(1) with CPU, address-space and core-file limits.
-
-    Limits are set by prlimit before it execs the program, not by a preexec_fn: Python documents
-    preexec_fn as unsafe in a threaded process (the child can deadlock before exec), and the
-    milter daemon is threaded.
-    """
-    return [
-        "prlimit",
-        f"--cpu={cpu_s}:{cpu_s + 5}",
-        f"--as={memory_bytes}",
-        "--core=0",
-        "--",
-        *argv,
-    ]
-
-
 def _run(argv: list[str], timeout_s: float) -> tuple[int, str, str]:
     """Run a checker: (exit code, stdout, stderr), each output cut to its first 16 KiB.
 
@@ -153,15 +135,8 @@ def _run(argv: list[str], timeout_s: float) -> tuple[int, str, str]:
         why = f"checking the PDF took more than {timeout_s:g} s"
         raise Refusal(RENDER_TOO_SLOW.format(why=why)) from None
     finally:
-        _kill_group(proc)
+        kill_group(proc)
+        proc.wait()
         proc.stdout.close()
         proc.stderr.close()
     return rc, kept[out_fd].decode("utf-8", "replace"), kept[err_fd].decode("utf-8", "replace")
-
-
-def _kill_group(proc: subprocess.Popen[bytes]) -> None:
-    """SIGKILL the process group (before reaping, so the group id cannot have been reused)."""
-    if proc.returncode is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()

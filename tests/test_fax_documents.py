@@ -1,0 +1,260 @@
+"""Mail → fax part 2 through the real Postfix: documents in, TIFF + call file + job out."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from faxmail.callfile import parse_callfile
+from faxmail.documents import Document
+from faxmail.render import Renderer, RenderOptions
+from infra.dkimkeys import Signer
+from infra.mail import Attachment, build_message
+from infra.milterproc import MilterProcess
+from infra.pdfs import make_encrypted_pdf, make_pdf, make_png, nested_forms_pdf
+from infra.postfix import PostfixInstance, SendResult
+from infra.protocols import MakePostfix, StartMilter
+
+pytestmark = pytest.mark.postfix
+
+FAX = "fax+0312345678@example.jp"
+POLICY = """\
+fax_address: {domains: [example.jp]}
+senders:
+  - address: "@example.jp"
+limits: {max_pages: 12}
+fax: {render_timeout_s: 3, render_timeout_per_page_s: 0.5}
+"""
+Gateway = tuple[MilterProcess, PostfixInstance]
+
+
+@pytest.fixture
+def gateway(start_milter: StartMilter, make_postfix: MakePostfix) -> Gateway:
+    milter = start_milter(None, POLICY)
+    return milter, make_postfix(milter)
+
+
+def spool(milter: MilterProcess) -> Path:
+    return Path(milter.settings["asterisk"]["spool_dir"])
+
+
+def callfiles(milter: MilterProcess) -> list[Path]:
+    return sorted((spool(milter) / "outgoing").glob("*.call"))
+
+
+def job_rows(milter: MilterProcess, columns: str = "id, state") -> list[tuple[object, ...]]:
+    db = sqlite3.connect(Path(milter.settings["state_dir"]) / "faxmail.sqlite")
+    try:
+        return db.execute(f"SELECT {columns} FROM jobs ORDER BY created").fetchall()
+    finally:
+        db.close()
+
+
+def send(
+    postfix: PostfixInstance,
+    signer: Signer,
+    attachments: list[Attachment],
+    **kw: object,
+) -> SendResult:
+    message = build_message(
+        from_addr="alice@example.jp",
+        to=[FAX],
+        attachments=attachments,
+        **kw,  # type: ignore[arg-type]
+    )
+    return postfix.send("alice@example.jp", [FAX], signer.sign(message))
+
+
+def answer(result: SendResult) -> str:
+    assert result.data is not None, result
+    return f"{result.data.code} {result.data.text}"
+
+
+def tiff_pages(path: Path) -> list[Image.Image]:
+    pages = []
+    with Image.open(path) as image:
+        for n in range(getattr(image, "n_frames", 1)):
+            image.seek(n)
+            image.load()
+            pages.append(image.copy())
+            assert image.info.get("compression") == "group4"
+    return pages
+
+
+def the_fax(milter: MilterProcess) -> tuple[dict[str, str], list[Image.Image]]:
+    (callfile,) = callfiles(milter)
+    entries = parse_callfile(callfile.read_bytes())
+    variables = dict(v.split("=", 1) for k, v in entries if k == "Setvar")
+    return dict(entries) | variables, tiff_pages(Path(variables["FAXFILE"]))
+
+
+def test_ten_page_pdf(gateway: Gateway, dkim_keys: dict[str, Signer]) -> None:
+    milter, postfix = gateway
+    result = send(postfix, dkim_keys["example.jp"], [Attachment(make_pdf(10), filename="ten.pdf")])
+    assert answer(result).startswith("250"), result
+    lines, pages = the_fax(milter)
+    assert len(pages) == 10
+    assert {page.size for page in pages} == {(1728, 2292)}  # A4, fine resolution
+    expected = {
+        "Channel",
+        "Context",
+        "Extension",
+        "Priority",
+        "MaxRetries",
+        "RetryTime",
+        "WaitTime",
+        "Archive",
+        "Setvar",
+        "FAXMAIL_JOB",
+        "FAXFILE",
+        "FAXNUMBER",
+    }
+    assert set(lines) == expected
+    assert job_rows(milter, "pages, state") == [(10, "queued")]
+
+
+def test_two_pdfs_joined_in_order(
+    gateway: Gateway, dkim_keys: dict[str, Signer], tmp_path: Path
+) -> None:
+    milter, postfix = gateway
+    first, second = make_pdf(1, text="FIRST"), make_pdf(2, text="SECOND")
+    result = send(
+        postfix,
+        dkim_keys["example.jp"],
+        [Attachment(first, filename="1.pdf"), Attachment(second, filename="2.pdf")],
+    )
+    assert answer(result).startswith("250"), result
+    _, pages = the_fax(milter)
+    assert len(pages) == 3
+    # Page 1 of the fax is the first PDF: render it alone and compare pixels.
+    alone = tmp_path / "first.pdf"
+    alone.write_bytes(first)
+    work = tmp_path / "work"
+    work.mkdir()
+    rendered = Renderer(RenderOptions()).render([Document("pdf", alone, "first")], work)
+    assert tiff_pages(rendered.tiff)[0].tobytes() == pages[0].tobytes()
+    assert pages[1].tobytes() != pages[0].tobytes()
+
+
+def test_png_is_one_page(gateway: Gateway, dkim_keys: dict[str, Signer]) -> None:
+    milter, postfix = gateway
+    png = Attachment(make_png(), content_type="image/png", filename="scan.png")
+    assert answer(send(postfix, dkim_keys["example.jp"], [png])).startswith("250")
+    assert len(the_fax(milter)[1]) == 1
+
+
+@pytest.mark.parametrize(
+    ("attachments", "expected"),
+    [
+        (
+            [Attachment(make_encrypted_pdf(), filename="locked.pdf")],
+            "550 5.6.0 the PDF is password-protected",
+        ),
+        ([Attachment(make_pdf(2)[:400], filename="cut.pdf")], "550 5.6.0"),
+        (
+            [Attachment(b"just text, really", content_type="application/pdf", filename="x.pdf")],
+            "550 5.6.0",
+        ),
+        ([], "550 5.6.0 no PDF or image attachment found"),
+        ([Attachment(make_pdf(13), filename="long.pdf")], "552 5.3.4"),
+    ],
+    ids=["encrypted", "truncated", "not a PDF", "no attachment", "too many pages"],
+)
+def test_bad_documents(
+    gateway: Gateway, dkim_keys: dict[str, Signer], attachments: list[Attachment], expected: str
+) -> None:
+    milter, postfix = gateway
+    result = send(postfix, dkim_keys["example.jp"], attachments)
+    assert answer(result).startswith(expected), result
+    assert callfiles(milter) == [] and job_rows(milter) == []
+    assert list((spool(milter) / "fax").iterdir()) == []
+
+
+def test_hostile_and_japanese_subjects_never_reach_the_call_file(
+    gateway: Gateway, dkim_keys: dict[str, Signer]
+) -> None:
+    milter, postfix = gateway
+    hostile = 'Invoice\n;touch /tmp/pwned $(id) `id` "quoted" \\x22'
+    pdf = [Attachment(make_pdf(1), filename="a.pdf")]
+    assert answer(send(postfix, dkim_keys["example.jp"], pdf, subject=hostile)).startswith("250")
+    japanese = "請求書の送付について"
+    result = send(
+        postfix, dkim_keys["example.jp"], pdf, subject=japanese, subject_charset="iso-2022-jp"
+    )
+    assert answer(result).startswith("250")
+    texts = [path.read_bytes() for path in callfiles(milter)]
+    assert len(texts) == 2
+    for text in texts:
+        for fragment in (b"touch", b"$(", b"`", b'"quoted"', b"Invoice", b"\x1b$B"):
+            assert fragment not in text
+    subjects = [row[0] for row in job_rows(milter, "subject")]
+    assert subjects[1] == japanese
+    assert "touch /tmp/pwned $(id)" in str(subjects[0]) and "\n" not in str(subjects[0])
+    assert not Path("/tmp/pwned").exists()
+
+
+def test_endless_pdf_is_stopped_while_other_mail_flows(
+    gateway: Gateway, dkim_keys: dict[str, Signer]
+) -> None:
+    milter, postfix = gateway
+    results: list[SendResult] = []
+    slow = threading.Thread(
+        target=lambda: results.append(
+            send(
+                postfix, dkim_keys["example.jp"], [Attachment(nested_forms_pdf(), filename="x.pdf")]
+            )
+        )
+    )
+    slow.start()
+    ordinary = build_message(from_addr="carol@other.example", to=["bob@example.jp"])
+    for _ in range(3):
+        assert answer(postfix.send("carol@other.example", ["bob@example.jp"], ordinary)).startswith(
+            "250"
+        )
+    good = send(postfix, dkim_keys["example.jp"], [Attachment(make_pdf(1), filename="ok.pdf")])
+    assert answer(good).startswith("250")
+    slow.join(timeout=60)
+    assert answer(results[0]).startswith("552 5.3.4"), results
+    assert "took too long" in answer(results[0])
+    assert len(callfiles(milter)) == 1
+    assert os.system("pgrep -x gs >/dev/null") != 0, "no Ghostscript left running"
+
+
+@pytest.mark.parametrize("point", ["admitted", "tiff-placed", "callfile-spooled"])
+def test_crash_while_queueing_leaves_it_whole(
+    gateway: Gateway, dkim_keys: dict[str, Signer], point: str
+) -> None:
+    milter, postfix = gateway
+    message = dkim_keys["example.jp"].sign(
+        build_message(
+            from_addr="alice@example.jp",
+            to=[FAX],
+            message_id="<crash@example.jp>",
+            attachments=[Attachment(make_pdf(1), filename="a.pdf")],
+        )
+    )
+    milter.stop()
+    milter.env = {**os.environ, "FAXMAIL_CRASH_AT": point}
+    milter.start()
+    result = postfix.send("alice@example.jp", [FAX], message)
+    assert answer(result).startswith("451"), result  # killed: Postfix's milter_default_action
+    assert not milter.running()
+    milter.env = None
+    milter.start()  # repairs what the crash left
+    states = [state for _, state in job_rows(milter)]
+    calls = callfiles(milter)
+    if point == "callfile-spooled":
+        assert states == ["queued"] and len(calls) == 1
+    else:
+        assert states == ["abandoned"] and calls == []
+        assert list((spool(milter) / "fax").iterdir()) == []
+    assert list((spool(milter) / "faxmail-staging").iterdir()) == []
+    # The sender's MTA retries: exactly one fax in every case.
+    assert answer(postfix.send("alice@example.jp", [FAX], message)).startswith("250")
+    assert len(callfiles(milter)) == 1
+    assert [s for _, s in job_rows(milter) if s == "queued"] == ["queued"]
