@@ -181,7 +181,9 @@ def test_hostile_and_japanese_subjects_never_reach_the_call_file(
     milter, postfix = gateway
     hostile = 'Invoice\n;touch /tmp/pwned $(id) `id` "quoted" \\x22'
     pdf = [Attachment(make_pdf(1), filename="a.pdf")]
-    assert answer(send(postfix, dkim_keys["example.jp"], pdf, subject=hostile)).startswith("250")
+    # RFC 2047 carries the newline inside the subject, past every header parser.
+    result = send(postfix, dkim_keys["example.jp"], pdf, subject=hostile, subject_charset="utf-8")
+    assert answer(result).startswith("250"), result
     japanese = "請求書の送付について"
     result = send(
         postfix, dkim_keys["example.jp"], pdf, subject=japanese, subject_charset="iso-2022-jp"
