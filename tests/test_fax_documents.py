@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import os
+import signal
 import sqlite3
+import subprocess
 import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -225,6 +229,29 @@ def test_endless_pdf_is_stopped_while_other_mail_flows(
     assert "took too long" in answer(results[0])
     assert len(callfiles(milter)) == 1
     assert os.system("pgrep -x gs >/dev/null") != 0, "no Ghostscript left running"
+
+
+def test_ghostscript_dies_with_a_killed_milter(
+    gateway: Gateway, dkim_keys: dict[str, Signer]
+) -> None:
+    milter, postfix = gateway
+    slow = threading.Thread(
+        target=send,
+        args=(postfix, dkim_keys["example.jp"], [Attachment(nested_forms_pdf(), filename="x.pdf")]),
+    )
+    slow.start()
+    wait_until(lambda: subprocess.run(["pgrep", "-x", "gs"], check=False).returncode == 0)
+    assert milter.pid is not None
+    os.kill(milter.pid, signal.SIGKILL)
+    wait_until(lambda: subprocess.run(["pgrep", "-x", "gs"], check=False).returncode != 0)
+    slow.join(timeout=30)
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
 
 
 @pytest.mark.parametrize("point", ["admitted", "tiff-placed", "callfile-spooled"])

@@ -13,13 +13,17 @@ _ABSOLUTE_PATH = re.compile(r"(?<![\w/])/(?:[\w.+-]+/)+[\w.+-]*")
 
 
 def limited_command(argv: list[str], cpu_s: int, memory_bytes: int) -> list[str]:
-    """`argv` run under prlimit(1) with CPU, address-space and core-file limits.
+    """`argv` run under prlimit(1) with CPU, address-space and core-file limits, and killed
+    if the daemon dies (setpriv --pdeathsig: a killed milter must not leave a runaway gs).
 
-    Limits are set by prlimit before it execs the program, not by a preexec_fn: Python documents
-    preexec_fn as unsafe in a threaded process (the child can deadlock before exec), and the
-    milter daemon is threaded.
+    Both are set by small programs that then exec the tool, not by a preexec_fn: Python
+    documents preexec_fn as unsafe in a threaded process (the child can deadlock before exec),
+    and the milter daemon is threaded.
     """
     return [
+        "setpriv",
+        "--pdeathsig=KILL",
+        "--",
         "prlimit",
         f"--cpu={cpu_s}:{cpu_s + 5}",
         f"--as={memory_bytes}",
