@@ -13,7 +13,7 @@ import yaml
 from infra.dkimkeys import Signer
 from infra.dns import DnsServer
 from infra.mail import Attachment, build_message
-from infra.pdfs import make_pdf
+from infra.pdfs import make_encrypted_pdf, make_pdf
 
 BIN = Path(sys.executable).parent
 FAX = "fax+0312345678@example.jp"
@@ -112,3 +112,49 @@ def test_dry_run(tmp_path: Path, dry_settings: Path, dkim_keys: dict[str, Signer
     assert "RCPT fax+110@example.jp: 550 5.7.1 fax number +81110 is not allowed" in result.stdout
     # Nothing was queued by a dry run.
     assert not list((tmp_path / "asterisk" / "outgoing").iterdir())
+
+
+@pytest.mark.parametrize(
+    ("case", "code", "words"),
+    [
+        ("signed", 0, "fax queued as job"),
+        ("unsigned", 77, "550 5.7.20"),
+        ("encrypted", 65, "password-protected"),
+        ("premium number", 77, "premium rate"),
+        ("bad number", 65, "553 5.1.3"),
+        ("dns down", 75, "451 4.7.5"),
+    ],
+)
+def test_sendfax_pipe_mode(
+    case: str,
+    code: int,
+    words: str,
+    tmp_path: Path,
+    dry_settings: Path,
+    dns: DnsServer,
+    dkim_keys: dict[str, Signer],
+) -> None:
+    number = {"premium number": "0990123456", "bad number": "12ab"}.get(case, "0312345678")
+    pdf = make_encrypted_pdf() if case == "encrypted" else make_pdf(1)
+    message = build_message(
+        from_addr="alice@example.jp",
+        to=[f"fax+{number}@example.jp"],
+        attachments=[Attachment(pdf, filename="a.pdf")],
+    )
+    if case != "unsigned":
+        message = dkim_keys["example.jp"].sign(message)
+    if case == "dns down":
+        dns.stop()
+    argv = [str(BIN / "faxmail"), "sendfax", "--settings", str(dry_settings)]
+    argv += ["--sender", "alice@example.jp", "fax-out", "trunk1", number]
+    result = subprocess.run(argv, input=message, capture_output=True, timeout=120, check=False)
+    output = (result.stdout + result.stderr).decode()
+    assert result.returncode == code, output
+    assert words in output
+    calls = list((tmp_path / "asterisk" / "outgoing").glob("*.call"))
+    if code == 0:
+        (call,) = calls
+        text = call.read_text()
+        assert "Context: fax-out" in text and "Channel: PJSIP/0312345678@trunk1" in text
+    else:
+        assert calls == []

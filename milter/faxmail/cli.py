@@ -57,6 +57,30 @@ def _dry_run(args: argparse.Namespace) -> int:
     return 0 if verdict["accepted"] else 1
 
 
+def _sendfax(args: argparse.Namespace) -> int:
+    from .sendfax import EX_TEMPFAIL, send_fax
+
+    raw = sys.stdin.buffer.read()
+    try:
+        outcome = send_fax(
+            raw,
+            context=args.context,
+            trunk=args.trunk,
+            number=args.number,
+            sender=args.sender,
+            settings_path=args.settings,
+        )
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(f"{exc.source}: {problem}", file=sys.stderr)
+        return EX_CONFIG
+    except Exception as exc:  # noqa: BLE001 - fail closed: pipe(8) keeps the mail and retries
+        print(f"faxmail sendfax: temporary failure: {exc}", file=sys.stderr)
+        return EX_TEMPFAIL
+    print(outcome.message, file=sys.stderr if outcome.code else sys.stdout)
+    return outcome.code
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="faxmail",
@@ -95,6 +119,25 @@ def build_parser() -> argparse.ArgumentParser:
     dry.add_argument("--policy", type=Path, metavar="FILE", help="policy YAML (overrides settings)")
     dry.add_argument("--json", action="store_true", help="machine-readable output")
     dry.set_defaults(func=_dry_run)
+
+    pipe = sub.add_parser(
+        "sendfax",
+        help="seed-compatible Postfix pipe(8) transport: fax the mail on standard input",
+        description=(
+            "Fax the mail read from standard input, as the original sendfax.py did from a"
+            " Postfix pipe(8) transport, through the same checks as the milter (policy, DKIM,"
+            " rendering, queueing). Exit codes for pipe(8): 0 queued, 75 try again later,"
+            " 77 not allowed, 65 bad document or number; the reason goes to standard error."
+            " Prefer the milter: it refuses before Postfix accepts the mail, so no bounce is"
+            " ever sent by your server to a forged sender."
+        ),
+    )
+    pipe.add_argument("context", help="Asterisk dialplan context for the call (fax.context)")
+    pipe.add_argument("trunk", help="PJSIP endpoint to dial through: PJSIP/<number>@TRUNK")
+    pipe.add_argument("number", help="the fax number (pipe(8): ${extension})")
+    pipe.add_argument("--sender", metavar="ADDR", help="envelope sender (pipe(8): ${sender})")
+    pipe.add_argument("--settings", type=Path, metavar="FILE", help="daemon settings YAML")
+    pipe.set_defaults(func=_sendfax)
     return parser
 
 

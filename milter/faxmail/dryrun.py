@@ -37,7 +37,7 @@ def run_dry(
     settings = load_settings(settings_path)
     if policy_path is not None:
         settings = settings.model_copy(update={"policy": policy_path})
-    runtime = build_runtime(settings, dry_run=True)
+    runtime = build_runtime(settings, mode="dry-run")
     try:
         session = Session(mail_from, parse_ip(client_ip), sasl_user)
         answers: list[dict[str, Any]] = []

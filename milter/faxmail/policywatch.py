@@ -33,6 +33,14 @@ class PolicyHolder:
             self._policy = load_yaml(path, Policy)  # invalid → ConfigError: refuse to start
             self.source = str(path)
 
+    @classmethod
+    def fixed(cls, policy: Policy, source: str) -> PolicyHolder:
+        """A holder that never reloads (one-shot commands that adjust the policy)."""
+        holder = cls(None)
+        holder._policy = policy
+        holder.source = source
+        return holder
+
     def _stat(self) -> tuple[int, int, int] | None:
         assert self.path is not None
         try:

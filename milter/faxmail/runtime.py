@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import shutil
 from dataclasses import dataclass
+from typing import Literal
 
 from .decision import Gateway
 from .dnslookup import make_txt_lookup
@@ -32,7 +33,13 @@ class Runtime:
         self.store.close()
 
 
-def build_runtime(settings: Settings, *, dry_run: bool = False) -> Runtime:
+Mode = Literal["daemon", "dry-run", "pipe"]
+
+
+def build_runtime(settings: Settings, *, mode: Mode = "daemon") -> Runtime:
+    """`daemon` owns the spool: it clears stale work files and repairs what a crash left.
+    `pipe` (faxmail sendfax, one process per mail, maybe several at once) must not; `dry-run`
+    queues nothing."""
     policies = PolicyHolder(settings.policy)  # ConfigError: refuse to start
     if policies.source == "<embedded default>":
         log.warning(
@@ -40,7 +47,7 @@ def build_runtime(settings: Settings, *, dry_run: bool = False) -> Runtime:
         )
     state = settings.state_dir
     work = state / "work"
-    if not dry_run:
+    if mode == "daemon":
         shutil.rmtree(work, ignore_errors=True)  # work files of a previous run are garbage
     work.mkdir(parents=True, exist_ok=True)
     store = SqliteStore(state / "faxmail.sqlite")
@@ -48,7 +55,7 @@ def build_runtime(settings: Settings, *, dry_run: bool = False) -> Runtime:
     problems = spool.problems()
     for problem in problems:
         log.warning("fax queueing unavailable until fixed (faxes get 451): %s", problem)
-    if not problems and not dry_run:
+    if not problems and mode == "daemon":
         repair(spool, store)
     renderer = Renderer(RenderOptions(), slots=settings.render_slots)
     gateway = Gateway(
@@ -58,6 +65,6 @@ def build_runtime(settings: Settings, *, dry_run: bool = False) -> Runtime:
         spool=spool,
         renderer=renderer,
         work_root=work,
-        dry_run=dry_run,
+        dry_run=mode == "dry-run",
     )
     return Runtime(settings, policies, store, spool, renderer, gateway)
