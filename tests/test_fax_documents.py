@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import sqlite3
 import subprocess
 import threading
 import time
@@ -18,6 +17,7 @@ from faxmail.callfile import parse_callfile
 from faxmail.documents import Document
 from faxmail.render import Renderer, RenderOptions
 from infra.dkimkeys import Signer
+from infra.faxstate import callfiles, final_reply, job_rows, spool_dir
 from infra.mail import Attachment, build_message
 from infra.milterproc import MilterProcess
 from infra.pdfs import make_encrypted_pdf, make_pdf, make_png, nested_forms_pdf
@@ -43,22 +43,6 @@ def gateway(start_milter: StartMilter, make_postfix: MakePostfix) -> Gateway:
     return milter, make_postfix(milter)
 
 
-def spool(milter: MilterProcess) -> Path:
-    return Path(milter.settings["asterisk"]["spool_dir"])
-
-
-def callfiles(milter: MilterProcess) -> list[Path]:
-    return sorted((spool(milter) / "outgoing").glob("*.call"))
-
-
-def job_rows(milter: MilterProcess, columns: str = "id, state") -> list[tuple[object, ...]]:
-    db = sqlite3.connect(Path(milter.settings["state_dir"]) / "faxmail.sqlite")
-    try:
-        return db.execute(f"SELECT {columns} FROM jobs ORDER BY created").fetchall()
-    finally:
-        db.close()
-
-
 def send(
     postfix: PostfixInstance,
     signer: Signer,
@@ -72,11 +56,6 @@ def send(
         **kw,  # type: ignore[arg-type]
     )
     return postfix.send("alice@example.jp", [FAX], signer.sign(message))
-
-
-def answer(result: SendResult) -> str:
-    assert result.data is not None, result
-    return f"{result.data.code} {result.data.text}"
 
 
 def tiff_pages(path: Path) -> list[Image.Image]:
@@ -100,7 +79,7 @@ def the_fax(milter: MilterProcess) -> tuple[dict[str, str], list[Image.Image]]:
 def test_ten_page_pdf(gateway: Gateway, dkim_keys: dict[str, Signer]) -> None:
     milter, postfix = gateway
     result = send(postfix, dkim_keys["example.jp"], [Attachment(make_pdf(10), filename="ten.pdf")])
-    assert answer(result).startswith("250"), result
+    assert final_reply(result).startswith("250"), result
     lines, pages = the_fax(milter)
     assert len(pages) == 10
     assert {page.size for page in pages} == {(1728, 2292)}  # A4, fine resolution
@@ -132,7 +111,7 @@ def test_two_pdfs_joined_in_order(
         dkim_keys["example.jp"],
         [Attachment(first, filename="1.pdf"), Attachment(second, filename="2.pdf")],
     )
-    assert answer(result).startswith("250"), result
+    assert final_reply(result).startswith("250"), result
     _, pages = the_fax(milter)
     assert len(pages) == 3
     # Page 1 of the fax is the first PDF: render it alone and compare pixels.
@@ -148,7 +127,7 @@ def test_two_pdfs_joined_in_order(
 def test_png_is_one_page(gateway: Gateway, dkim_keys: dict[str, Signer]) -> None:
     milter, postfix = gateway
     png = Attachment(make_png(), content_type="image/png", filename="scan.png")
-    assert answer(send(postfix, dkim_keys["example.jp"], [png])).startswith("250")
+    assert final_reply(send(postfix, dkim_keys["example.jp"], [png])).startswith("250")
     assert len(the_fax(milter)[1]) == 1
 
 
@@ -174,9 +153,9 @@ def test_bad_documents(
 ) -> None:
     milter, postfix = gateway
     result = send(postfix, dkim_keys["example.jp"], attachments)
-    assert answer(result).startswith(expected), result
+    assert final_reply(result).startswith(expected), result
     assert callfiles(milter) == [] and job_rows(milter) == []
-    assert list((spool(milter) / "fax").iterdir()) == []
+    assert list((spool_dir(milter) / "fax").iterdir()) == []
 
 
 def test_hostile_and_japanese_subjects_never_reach_the_call_file(
@@ -187,12 +166,12 @@ def test_hostile_and_japanese_subjects_never_reach_the_call_file(
     pdf = [Attachment(make_pdf(1), filename="a.pdf")]
     # RFC 2047 carries the newline inside the subject, past every header parser.
     result = send(postfix, dkim_keys["example.jp"], pdf, subject=hostile, subject_charset="utf-8")
-    assert answer(result).startswith("250"), result
+    assert final_reply(result).startswith("250"), result
     japanese = "請求書の送付について"
     result = send(
         postfix, dkim_keys["example.jp"], pdf, subject=japanese, subject_charset="iso-2022-jp"
     )
-    assert answer(result).startswith("250")
+    assert final_reply(result).startswith("250")
     texts = [path.read_bytes() for path in callfiles(milter)]
     assert len(texts) == 2
     for text in texts:
@@ -219,14 +198,14 @@ def test_endless_pdf_is_stopped_while_other_mail_flows(
     slow.start()
     ordinary = build_message(from_addr="carol@other.example", to=["bob@example.jp"])
     for _ in range(3):
-        assert answer(postfix.send("carol@other.example", ["bob@example.jp"], ordinary)).startswith(
-            "250"
-        )
+        assert final_reply(
+            postfix.send("carol@other.example", ["bob@example.jp"], ordinary)
+        ).startswith("250")
     good = send(postfix, dkim_keys["example.jp"], [Attachment(make_pdf(1), filename="ok.pdf")])
-    assert answer(good).startswith("250")
+    assert final_reply(good).startswith("250")
     slow.join(timeout=60)
-    assert answer(results[0]).startswith("552 5.3.4"), results
-    assert "took too long" in answer(results[0])
+    assert final_reply(results[0]).startswith("552 5.3.4"), results
+    assert "took too long" in final_reply(results[0])
     assert len(callfiles(milter)) == 1
     assert not ghostscript_running(milter), "no Ghostscript left running"
 
@@ -278,7 +257,7 @@ def test_crash_while_queueing_leaves_it_whole(
     milter.env = {**os.environ, "FAXMAIL_CRASH_AT": point}
     milter.start()
     result = postfix.send("alice@example.jp", [FAX], message)
-    assert answer(result).startswith("451"), result  # killed: Postfix's milter_default_action
+    assert final_reply(result).startswith("451"), result  # killed: Postfix's milter_default_action
     assert not milter.running()
     milter.env = None
     milter.start()  # repairs what the crash left
@@ -288,9 +267,9 @@ def test_crash_while_queueing_leaves_it_whole(
         assert states == ["queued"] and len(calls) == 1
     else:
         assert states == ["abandoned"] and calls == []
-        assert list((spool(milter) / "fax").iterdir()) == []
-    assert list((spool(milter) / "faxmail-staging").iterdir()) == []
+        assert list((spool_dir(milter) / "fax").iterdir()) == []
+    assert list((spool_dir(milter) / "faxmail-staging").iterdir()) == []
     # The sender's MTA retries: exactly one fax in every case.
-    assert answer(postfix.send("alice@example.jp", [FAX], message)).startswith("250")
+    assert final_reply(postfix.send("alice@example.jp", [FAX], message)).startswith("250")
     assert len(callfiles(milter)) == 1
     assert [s for _, s in job_rows(milter) if s == "queued"] == ["queued"]

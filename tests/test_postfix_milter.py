@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import os
 import re
-import sqlite3
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -17,10 +15,11 @@ import pytest
 from faxmail.callfile import parse_callfile
 from infra.dkimkeys import Signer
 from infra.dns import DnsServer
+from infra.faxstate import callfiles, final_reply, job_rows, spool_dir
 from infra.mail import Attachment, build_message
 from infra.milterproc import MilterProcess
 from infra.pdfs import make_pdf
-from infra.postfix import PostfixInstance, SendResult
+from infra.postfix import PostfixInstance
 from infra.protocols import MakePostfix, StartMilter
 
 pytestmark = pytest.mark.postfix
@@ -47,24 +46,6 @@ def gateway(start_milter: StartMilter, make_postfix: MakePostfix) -> Gateway:
     return milter, make_postfix(milter)
 
 
-def spool(milter: MilterProcess) -> Path:
-    return Path(milter.settings["asterisk"]["spool_dir"])
-
-
-def callfiles(milter: MilterProcess) -> list[Path]:
-    return sorted((spool(milter) / "outgoing").glob("*.call"))
-
-
-def jobs(milter: MilterProcess) -> list[tuple[str, ...]]:
-    db = sqlite3.connect(Path(milter.settings["state_dir"]) / "faxmail.sqlite")
-    try:
-        return db.execute(
-            "SELECT id, state, author, number_e164, pages, subject FROM jobs"
-        ).fetchall()
-    finally:
-        db.close()
-
-
 def fax_mail(
     *, pages: int = 1, author: str = "alice@example.jp", to: str = FAX, **kw: object
 ) -> bytes:
@@ -78,32 +59,21 @@ def fax_mail(
     )
 
 
-def reply(result: SendResult) -> str:
-    assert result.data is not None, result
-    return f"{result.data.code} {result.data.text}"
-
-
-def wait_for(predicate: Callable[[], object], timeout: float = 10) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        time.sleep(0.05)
-
-
 def test_signed_fax_is_queued(gateway: Gateway, dkim_keys: dict[str, Signer]) -> None:
     milter, postfix = gateway
     signed = dkim_keys["example.jp"].sign(fax_mail(pages=2))
     result = postfix.send("alice@example.jp", [FAX], signed)
-    assert reply(result).startswith("250"), result
+    assert final_reply(result).startswith("250"), result
     (callfile,) = callfiles(milter)
     lines = dict(parse_callfile(callfile.read_bytes()))
-    ((job_id, state, author, number, pages, subject),) = jobs(milter)
+    ((job_id, state, author, number, pages, subject),) = job_rows(
+        milter, "id, state, author, number_e164, pages, subject"
+    )
     assert (state, author, number, pages) == ("queued", "alice@example.jp", "+81312345678", 2)
     assert subject == "見積書 / quotation"
     assert callfile.name == f"{job_id}.call"
     assert lines["Channel"] == "PJSIP/0312345678@trunk"
-    tiff = Path(spool(milter) / "fax" / f"{job_id}.tif")
+    tiff = Path(spool_dir(milter) / "fax" / f"{job_id}.tif")
     assert tiff.is_file() and lines["Setvar"]  # the TIFF is where the call file says
     assert f"FAXFILE={tiff}" in callfile.read_text()
     assert "見積" not in callfile.read_text()  # no mail text in the call file
@@ -144,8 +114,8 @@ def test_dkim_refusals(
     elif case == "two From fields":
         message = signer.sign(fax_mail(extra_headers=[("From", "boss@example.jp")]))
     result = postfix.send("alice@example.jp", [FAX], message)
-    assert reply(result).startswith(expected), result
-    assert callfiles(milter) == [] and jobs(milter) == []
+    assert final_reply(result).startswith(expected), result
+    assert callfiles(milter) == [] and job_rows(milter) == []
 
 
 def test_unknown_sender_refused_at_rcpt_other_recipient_served(gateway: Gateway) -> None:
@@ -156,7 +126,7 @@ def test_unknown_sender_refused_at_rcpt_other_recipient_served(gateway: Gateway)
     assert result.rcpts[FAX].code == 550 and "5.7.1" in result.rcpts[FAX].text
     assert "eve@evil.example" in result.rcpts[FAX].text
     assert result.rcpts["bob@example.jp"].code == 250
-    assert reply(result).startswith("250")
+    assert final_reply(result).startswith("250")
     assert len(postfix.wait_for_delivery("bob@example.jp")) == 1
     assert callfiles(milter) == []
 
@@ -184,7 +154,7 @@ def test_dns_down_is_451(gateway: Gateway, dns: DnsServer, dkim_keys: dict[str, 
     milter, postfix = gateway
     dns.stop()
     result = postfix.send("alice@example.jp", [FAX], dkim_keys["example.jp"].sign(fax_mail()))
-    assert reply(result).startswith("451 4.7.5"), result
+    assert final_reply(result).startswith("451 4.7.5"), result
     assert callfiles(milter) == []
 
 
@@ -194,7 +164,7 @@ def test_sasl_user_needs_no_dkim(gateway: Gateway) -> None:
     result = postfix.send(
         "alice.home@other.example", [FAX], message, sasl=("alice", "secret"), port=postfix.sasl_port
     )
-    assert reply(result).startswith("250"), result
+    assert final_reply(result).startswith("250"), result
     assert len(callfiles(milter)) == 1
     assert "proof=sasl" in milter.log()
 
@@ -205,7 +175,7 @@ def test_network_vouches_for_the_scanner(
     milter = start_milter(None, POLICY.replace("192.0.2.0/24", "127.0.0.0/8"))
     postfix = make_postfix(milter)
     result = postfix.send("scanner@example.jp", [FAX], fax_mail(author="scanner@example.jp"))
-    assert reply(result).startswith("250"), result
+    assert final_reply(result).startswith("250"), result
     assert "proof=network" in milter.log()
 
 
@@ -221,7 +191,7 @@ def test_mixed_recipients_fax_removed_other_delivered(
         )
     )
     result = postfix.send("alice@example.jp", [FAX, "bob@example.jp"], message)
-    assert reply(result).startswith("250"), result
+    assert final_reply(result).startswith("250"), result
     (delivered,) = postfix.wait_for_delivery("bob@example.jp")
     assert b"Authentication-Results: mx.faxmail.test; dkim=pass header.d=example.jp" in delivered
     assert b"X-Faxmail-Job:" in delivered
@@ -235,7 +205,7 @@ def test_ordinary_mail_never_shows_headers_or_body(gateway: Gateway) -> None:
     message = build_message(from_addr="carol@other.example", to=["bob@example.jp"])
     for _ in range(3):
         result = postfix.send("carol@other.example", ["bob@example.jp"], message)
-        assert reply(result).startswith("250")
+        assert final_reply(result).startswith("250")
     postfix.wait_for_delivery("bob@example.jp", count=3)
     trace = [
         line.split("faxmail.protocol: ")[1]
@@ -250,7 +220,7 @@ def test_rate_limit_per_sender(gateway: Gateway, dkim_keys: dict[str, Signer]) -
     milter, postfix = gateway
     for n in range(5):
         message = dkim_keys["example.jp"].sign(fax_mail(message_id=f"<rate{n}@example.jp>"))
-        assert reply(postfix.send("alice@example.jp", [FAX], message)).startswith("250")
+        assert final_reply(postfix.send("alice@example.jp", [FAX], message)).startswith("250")
     message = dkim_keys["example.jp"].sign(fax_mail(message_id="<rate5@example.jp>"))
     result = postfix.send("alice@example.jp", [FAX], message)
     assert result.rcpts[FAX].code == 450 and "4.7.1" in result.rcpts[FAX].text
@@ -261,8 +231,8 @@ def test_resent_mail_is_not_faxed_twice(gateway: Gateway, dkim_keys: dict[str, S
     milter, postfix = gateway
     message = dkim_keys["example.jp"].sign(fax_mail(message_id="<once@example.jp>"))
     for _ in range(2):
-        assert reply(postfix.send("alice@example.jp", [FAX], message)).startswith("250")
-    assert len(callfiles(milter)) == 1 and len(jobs(milter)) == 1
+        assert final_reply(postfix.send("alice@example.jp", [FAX], message)).startswith("250")
+    assert len(callfiles(milter)) == 1 and len(job_rows(milter)) == 1
     assert "duplicate of" in milter.log()
 
 

@@ -13,6 +13,12 @@ from .yamlfile import ConfigError, load_yaml
 EX_USAGE, EX_DATAERR, EX_NOINPUT, EX_CONFIG = 64, 65, 66, 78
 
 
+def _config_error(exc: ConfigError) -> int:
+    for problem in exc.problems:
+        print(f"{exc.source}: {problem}", file=sys.stderr)
+    return EX_CONFIG
+
+
 def _policy_check(args: argparse.Namespace) -> int:
     try:
         policy = load_yaml(args.file, Policy)
@@ -46,9 +52,7 @@ def _dry_run(args: argparse.Namespace) -> int:
             client_ip=args.client_ip,
         )
     except ConfigError as exc:
-        for problem in exc.problems:
-            print(f"{exc.source}: {problem}", file=sys.stderr)
-        return EX_CONFIG
+        return _config_error(exc)
     if args.json:
         print(json.dumps(verdict, ensure_ascii=False, indent=2))
     else:
@@ -71,9 +75,7 @@ def _sendfax(args: argparse.Namespace) -> int:
             settings_path=args.settings,
         )
     except ConfigError as exc:
-        for problem in exc.problems:
-            print(f"{exc.source}: {problem}", file=sys.stderr)
-        return EX_CONFIG
+        return _config_error(exc)
     except Exception as exc:  # noqa: BLE001 - fail closed: pipe(8) keeps the mail and retries
         print(f"faxmail sendfax: temporary failure: {exc}", file=sys.stderr)
         return EX_TEMPFAIL

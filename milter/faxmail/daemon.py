@@ -104,7 +104,7 @@ def serve(runtime: Runtime) -> None:
     """
     import Milter
 
-    from .milterd import FaxMilter
+    from .milterd import COUNTERS, FaxMilter
 
     FaxMilter.gateway = runtime.gateway
     FaxMilter.authserv_id = runtime.settings.authserv_id
@@ -142,6 +142,7 @@ def serve(runtime: Runtime) -> None:
         libmilter.stop()  # type: ignore[attr-defined]
         thread.join(timeout=10)
     runtime.close()
+    log.info("callbacks since start: %s", COUNTERS)
     if failure:
         raise SystemExit(f"faxmail-milter: cannot serve on {settings.socket}: {failure[0]}")
     log.info("stopped")

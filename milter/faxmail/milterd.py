@@ -79,7 +79,7 @@ class FaxMilter(Milter.Base):  # type: ignore[misc]
 
     def _answer(self, reply: Reply) -> int:
         self.setreply(reply.code, reply.enhanced, reply.text)
-        return TEMPFAIL if reply.temporary else Milter.REJECT
+        return TEMPFAIL if reply.temporary else REJECT
 
     # --- callbacks, in protocol order ----------------------------------------------------
     def connect(self, hostname: str, family: int, hostaddr: Any) -> int:
@@ -141,9 +141,9 @@ class FaxMilter(Milter.Base):  # type: ignore[misc]
             + value.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
             + b"\r\n"
         )
-        return self._count(len(line)) or self._keep_header(line)
-
-    def _keep_header(self, line: bytes) -> int:
+        refused = self._refuse_if_too_big(len(line))
+        if refused is not None:
+            return refused
         self.header_bytes_seen.append(line)
         return CONTINUE
 
@@ -154,20 +154,20 @@ class FaxMilter(Milter.Base):  # type: ignore[misc]
     def body(self, chunk: bytes) -> int:
         COUNTERS.add(bodies=1)
         trace.debug("body")
-        refused = self._count(len(chunk))
-        if refused:
+        refused = self._refuse_if_too_big(len(chunk))
+        if refused is not None:
             return refused
         assert self.content is not None
         self.content.write(chunk)
         return CONTINUE
 
-    def _count(self, size: int) -> int:
+    def _refuse_if_too_big(self, size: int) -> int | None:
         """Count bytes as they arrive (clients need not declare SIZE); refuse past the limit."""
         self.size += size
         limit = self.gateway.policy.limits.max_message_bytes
         if self.size > limit:
             return self._answer(MESSAGE_TOO_BIG.format(limit=limit))
-        return 0
+        return None
 
     def eom(self) -> int:
         trace.debug("eom")

@@ -10,7 +10,14 @@ import ipaddress
 import re
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 Proof = Literal["dkim", "sasl", "network"]
 NumberType = Literal[
@@ -170,6 +177,65 @@ class Fax(Strict):
         return channel
 
 
+_MAILBOX = re.compile(r"^[^@\s<>(),;:\"]+@[A-Za-z0-9.-]+\.[A-Za-z0-9-]+$")
+_MAILBOX_WITH_NAME = re.compile(r"^(?:[^<>\r\n]{0,80}<([^<>\s]+)>|([^<>\s]+))$")
+_DID = re.compile(r"^\+?[0-9]{1,20}$")
+
+
+def _check_mailbox(address: str) -> str:
+    if not _MAILBOX.match(address):
+        raise ValueError(f"{address!r} is not a mail address like fax@example.jp")
+    return address
+
+
+Mailbox = Annotated[str, AfterValidator(_check_mailbox)]
+
+
+class Notify(Strict):
+    """Result mails of sent faxes (faxmail-notify, called by Asterisk)."""
+
+    # From: of result and received-fax mails, e.g. "FAX <fax@example.jp>"; also the envelope
+    # sender. None: faxmail@<this host's FQDN>.
+    from_address: str | None = None
+    attach_pdf: bool = True  # the sent document, as PDF, in the result mail
+    # An answered call whose fax failed is never retried by Asterisk; this many more calls
+    # are queued by faxmail (0: off, as in the seed). The result mail reports every attempt.
+    fax_retries: int = Field(default=0, ge=0, le=5)
+    admin_cc: Literal["always", "failed", "never"] = "always"  # when admin_cc gets a copy
+    keep_sent_tiff: bool = False  # False: the queued TIFF is deleted after the result mail
+
+    @field_validator("from_address")
+    @classmethod
+    def _from(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        match = _MAILBOX_WITH_NAME.match(value.strip())
+        if not match or not _MAILBOX.match(match.group(1) or match.group(2)):
+            raise ValueError(f"{value!r} is not 'fax@example.jp' or 'Name <fax@example.jp>'")
+        return value.strip()
+
+
+class Inbound(Strict):
+    """Received faxes: who gets them, by the number that was dialled (DID)."""
+
+    # DID → mailboxes. Keys are read like fax numbers (destinations.region), so "0312345678"
+    # and "+81312345678" are the same route.
+    routes: dict[str, tuple[Mailbox, ...]] = Field(default_factory=dict)
+    default: tuple[Mailbox, ...] = ()  # for a DID without route (and when none is given)
+    preview_width: int = Field(default=400, ge=100, le=1728)  # PNG of page 1; pixels
+    keep_tiff: bool = False  # False: the received TIFF is deleted once the mail is handed over
+
+    @field_validator("routes")
+    @classmethod
+    def _routes(cls, routes: dict[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
+        for did, addresses in routes.items():
+            if not _DID.match(did):
+                raise ValueError(f"route {did!r}: a DID is digits, optionally with a leading +")
+            if not addresses:
+                raise ValueError(f"route {did!r} has no addresses")
+        return routes
+
+
 class Policy(Strict):
     fax_address: FaxAddress = FaxAddress()
     senders: tuple[Sender, ...] = ()
@@ -179,6 +245,8 @@ class Policy(Strict):
     fax: Fax = Fax()
     admin_cc: str | None = None
     language: Literal["ja", "en"] = "ja"
+    notify: Notify = Notify()
+    inbound: Inbound = Inbound()
 
 
 DEFAULT_POLICY_YAML = """\

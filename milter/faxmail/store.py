@@ -52,6 +52,34 @@ CREATE TABLE IF NOT EXISTS events (
 CREATE INDEX IF NOT EXISTS events_job ON events (job_id, at);
 """
 
+# faxmail-notify's tables. New tables only (CREATE ... IF NOT EXISTS): a store made before them
+# gets them when it is next opened, and its jobs and events stay as they are.
+NOTIFY_SCHEMA = """
+CREATE TABLE IF NOT EXISTS attempts (
+    job_id TEXT NOT NULL,
+    round INTEGER NOT NULL,          -- 1 + fax-level retries queued before this call
+    attempt INTEGER NOT NULL,        -- Asterisk's AST_OUTGOING_ATTEMPT within the round
+    at REAL NOT NULL,
+    outcome TEXT NOT NULL,           -- answered / unanswered / success / failed
+    detail TEXT NOT NULL             -- JSON: reason, status, error, pages, rate, station...
+);
+CREATE INDEX IF NOT EXISTS attempts_job ON attempts (job_id, at);
+CREATE TABLE IF NOT EXISTS results (
+    job_id TEXT PRIMARY KEY,         -- at most one result mail per job, ever
+    outcome TEXT NOT NULL,           -- sent / failed
+    claimed REAL NOT NULL,
+    delivered REAL                   -- NULL until the mail was handed over
+);
+CREATE TABLE IF NOT EXISTS inbound (
+    id TEXT PRIMARY KEY,             -- received faxes, for the record
+    received REAL NOT NULL,
+    detail TEXT NOT NULL,            -- JSON: did, caller, status, pages, recipients...
+    delivered REAL                   -- NULL until the mail was handed over
+);
+"""
+
+REQUEUED_EVENT = "requeued"
+
 # A job is "queueing" between its row and its call file; the milter's start-up repair resolves it.
 COUNTED_STATES = ("queueing", "queued", "sending", "sent", "failed")
 
@@ -113,6 +141,15 @@ class Store(Protocol):
     def events(self, job_id: str) -> list[tuple[float, str, dict[str, object]]]: ...
 
 
+@dataclass(frozen=True)
+class Attempt:
+    round: int
+    attempt: int
+    at: float
+    outcome: str
+    detail: dict[str, object]
+
+
 class SqliteStore:
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -125,7 +162,7 @@ class SqliteStore:
         )
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=FULL")  # a 250 promises the job is on disk
-        self._conn.executescript(SCHEMA)
+        self._conn.executescript(SCHEMA + NOTIFY_SCHEMA)
 
     @contextmanager
     def _read(self) -> Iterator[sqlite3.Connection]:
@@ -228,6 +265,92 @@ class SqliteStore:
             ).fetchall()
         return [(at, kind, json.loads(detail)) for at, kind, detail in rows]
 
+    # --- faxmail-notify --------------------------------------------------------------------
+
+    def record_attempt(
+        self, job_id: str, round_: int, attempt: int, outcome: str, **detail: object
+    ) -> None:
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO attempts (job_id, round, attempt, at, outcome, detail)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (job_id, round_, attempt, time.time(), outcome, _json(detail)),
+            )
+            self._event(db, job_id, f"attempt-{outcome}", {"round": round_, **detail})
+
+    def attempts(self, job_id: str) -> list[Attempt]:
+        with self._read() as db:
+            rows = db.execute(
+                "SELECT round, attempt, at, outcome, detail FROM attempts WHERE job_id = ?"
+                " ORDER BY at, rowid",
+                (job_id,),
+            ).fetchall()
+        return [Attempt(r, a, at, o, json.loads(d)) for r, a, at, o, d in rows]
+
+    def current_round(self, job_id: str) -> int:
+        """1 for the milter's call file, +1 for each fax-level retry queued since."""
+        with self._read() as db:
+            (requeued,) = db.execute(
+                "SELECT count(*) FROM events WHERE job_id = ? AND kind = ?",
+                (job_id, REQUEUED_EVENT),
+            ).fetchone()
+        return int(requeued) + 1
+
+    def requeued(self, job_id: str, **detail: object) -> None:
+        """A fax-level retry's call file is queued: the job is waiting for Asterisk again."""
+        self.set_state(job_id, "queued", REQUEUED_EVENT, **detail)
+
+    def claim_result(self, job_id: str, outcome: str, event: str, **detail: object) -> bool:
+        """Make `outcome` ("sent"/"failed") the job's final state and claim its one result mail.
+
+        False when the job's result was claimed before (a repeated or late call): the caller
+        must not send anything then. Claim and state change are one transaction.
+        """
+        with self._tx() as db:
+            if db.execute("SELECT 1 FROM results WHERE job_id = ?", (job_id,)).fetchone():
+                self._event(db, job_id, "result-already-claimed", {"outcome": outcome, **detail})
+                return False
+            db.execute(
+                "INSERT INTO results (job_id, outcome, claimed) VALUES (?, ?, ?)",
+                (job_id, outcome, time.time()),
+            )
+            db.execute("UPDATE jobs SET state = ? WHERE id = ?", (outcome, job_id))
+            self._event(db, job_id, event, {"state": outcome, **detail})
+        return True
+
+    def result_delivered(self, job_id: str) -> None:
+        with self._tx() as db:
+            db.execute(
+                "UPDATE results SET delivered = ? WHERE job_id = ? AND delivered IS NULL",
+                (time.time(), job_id),
+            )
+            self._event(db, job_id, "result-mailed", {})
+
+    def pending_results(self) -> list[str]:
+        with self._read() as db:
+            rows = db.execute(
+                "SELECT job_id FROM results WHERE delivered IS NULL ORDER BY claimed"
+            ).fetchall()
+        return [job_id for (job_id,) in rows]
+
+    def add_inbound(self, inbound_id: str, **detail: object) -> None:
+        with self._tx() as db:
+            db.execute(
+                "INSERT OR IGNORE INTO inbound (id, received, detail) VALUES (?, ?, ?)",
+                (inbound_id, time.time(), _json(detail)),
+            )
+
+    def inbound_delivered(self, inbound_id: str) -> None:
+        with self._tx() as db:
+            db.execute(
+                "UPDATE inbound SET delivered = ? WHERE id = ? AND delivered IS NULL",
+                (time.time(), inbound_id),
+            )
+
     def close(self) -> None:
         with self._lock:
             self._conn.close()
+
+
+def _json(value: object) -> str:
+    return json.dumps(value, ensure_ascii=False, default=str)
