@@ -32,7 +32,11 @@ fax_address: {domains: [example.jp]}
 senders:
   - address: "@example.jp"
 limits: {max_pages: 12}
-fax: {render_timeout_s: 3, render_timeout_per_page_s: 0.5}
+fax:
+  render_timeout_s: 3
+  render_timeout_per_page_s: 0.5
+  header_info: ACME Corp
+  local_station_id: +81 3 1234 5678
 """
 Gateway = tuple[MilterProcess, PostfixInstance]
 
@@ -83,21 +87,14 @@ def test_ten_page_pdf(gateway: Gateway, dkim_keys: dict[str, Signer]) -> None:
     lines, pages = the_fax(milter)
     assert len(pages) == 10
     assert {page.size for page in pages} == {(1728, 2292)}  # A4, fine resolution
-    expected = {
-        "Channel",
-        "Context",
-        "Extension",
-        "Priority",
-        "MaxRetries",
-        "RetryTime",
-        "WaitTime",
-        "Archive",
-        "Setvar",
-        "FAXMAIL_JOB",
-        "FAXFILE",
-        "FAXNUMBER",
-    }
+    expected = {"Channel", "Context", "Extension", "Priority", "MaxRetries", "RetryTime",
+                "WaitTime", "Archive", "Setvar", "FAXMAIL_JOB", "FAXFILE", "FAXNUMBER",
+                "FAXMAIL_HEADERINFO", "FAXMAIL_STATIONID"}  # fmt: skip
     assert set(lines) == expected
+    assert (lines["FAXMAIL_HEADERINFO"], lines["FAXMAIL_STATIONID"]) == (
+        "ACME Corp",
+        "+81 3 1234 5678",
+    )
     assert job_rows(milter, "pages, state") == [(10, "queued")]
 
 
@@ -224,6 +221,58 @@ def test_ghostscript_dies_with_a_killed_milter(
     os.kill(milter.pid, signal.SIGKILL)
     wait_until(lambda: not ghostscript_running(milter))
     slow.join(timeout=30)
+
+
+def test_killed_while_rendering_nothing_is_left(
+    gateway: Gateway, dkim_keys: dict[str, Signer]
+) -> None:
+    milter, postfix = gateway
+    results: list[SendResult] = []
+    slow = threading.Thread(
+        target=lambda: results.append(
+            send(
+                postfix, dkim_keys["example.jp"], [Attachment(nested_forms_pdf(), filename="x.pdf")]
+            )
+        )
+    )
+    slow.start()
+    wait_until(lambda: ghostscript_running(milter))
+    assert milter.pid is not None
+    os.kill(milter.pid, signal.SIGKILL)
+    slow.join(timeout=30)
+    assert final_reply(results[0]).startswith("451"), results  # the sender retries later
+    milter.start()
+    assert callfiles(milter) == [] and job_rows(milter) == []
+    assert list((spool_dir(milter) / "fax").iterdir()) == []
+    assert list((Path(milter.settings["state_dir"]) / "work").iterdir()) == []
+
+
+def test_one_job_per_fax_recipient(gateway: Gateway, dkim_keys: dict[str, Signer]) -> None:
+    milter, postfix = gateway
+    second = "fax+06-1234-5678@example.jp"
+    message = build_message(
+        from_addr="alice@example.jp",
+        to=[FAX, second],
+        attachments=[Attachment(make_pdf(1), filename="a.pdf")],
+    )
+    result = postfix.send("alice@example.jp", [FAX, second], dkim_keys["example.jp"].sign(message))
+    assert final_reply(result).startswith("250"), result
+    channels = sorted(dict(parse_callfile(c.read_bytes()))["Channel"] for c in callfiles(milter))
+    assert channels == ["PJSIP/0312345678@trunk", "PJSIP/0612345678@trunk"]
+
+
+def test_archive_instead_of_discard(
+    start_milter: StartMilter, make_postfix: MakePostfix, dkim_keys: dict[str, Signer]
+) -> None:
+    policy = POLICY + "  after_queueing: archive\n  archive_address: faxarchive@example.jp\n"
+    milter = start_milter(None, policy)
+    postfix = make_postfix(milter)
+    result = send(postfix, dkim_keys["example.jp"], [Attachment(make_pdf(1), filename="a.pdf")])
+    assert final_reply(result).startswith("250"), result
+    (archived,) = postfix.wait_for_delivery("faxarchive@example.jp")
+    (job_id,) = [row[0] for row in job_rows(milter)]
+    assert f"X-Faxmail-Job: {job_id}".encode() in archived
+    assert postfix.messages(FAX) == []
 
 
 def ghostscript_running(milter: MilterProcess) -> bool:

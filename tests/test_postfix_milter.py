@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import time
 from pathlib import Path
 
@@ -236,6 +237,13 @@ def test_resent_mail_is_not_faxed_twice(gateway: Gateway, dkim_keys: dict[str, S
     assert "duplicate of" in milter.log()
 
 
+def milter_log_waits_for(milter: MilterProcess, text: str, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while text not in milter.log():
+        assert time.monotonic() < deadline, f"{text!r} not logged"
+        time.sleep(0.05)
+
+
 def test_policy_edit_takes_effect_and_broken_edit_is_ignored(
     gateway: Gateway, dkim_keys: dict[str, Signer]
 ) -> None:
@@ -252,7 +260,9 @@ def test_policy_edit_takes_effect_and_broken_edit_is_ignored(
     result = postfix.send("alice@example.jp", [FAX], fax_mail())
     assert result.rcpts[FAX].code == 550 and "denied by the policy" in result.rcpts[FAX].text
     edit("senders: [broken")
-    time.sleep(1.1)
+    assert milter.pid is not None
+    os.kill(milter.pid, signal.SIGHUP)  # as `systemctl reload` does
+    milter_log_waits_for(milter, "SIGHUP: reloading the policy")
     result = postfix.send("alice@example.jp", [FAX], fax_mail())
     assert result.rcpts[FAX].code == 550, "the last good policy must stay in force"
     assert re.search(r"policy .*line \d+.*keeping the last good policy", milter.log())

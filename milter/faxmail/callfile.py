@@ -28,7 +28,9 @@ MAX_LINE = 1024  # pbx_spool skips longer lines; ours stay below, newline includ
 _CHANNEL = re.compile(r"[A-Za-z0-9/@+._:-]{1,200}")
 _DIALPLAN_NAME = re.compile(r"[A-Za-z0-9_+-]{1,79}")  # AST_MAX_CONTEXT/EXTENSION are 80
 _VARIABLE_NAME = re.compile(r"[A-Z][A-Z0-9_]{0,63}")
-_VARIABLE_VALUE = re.compile(r"[A-Za-z0-9/._:+@=-]{0,900}")
+# Single inner spaces are allowed (a fax header such as "ACME Corp"); never at the ends, where
+# pbx_spool would trim them, and never before a '#' or ';', which are not allowed at all.
+_VARIABLE_VALUE = re.compile(r"(?=.{0,900}\Z)(?:[A-Za-z0-9/._:+@=-]+(?: [A-Za-z0-9/._:+@=-]+)*)?")
 _CALLER_ID = re.compile(r'"[A-Za-z0-9 ._-]{0,40}" <[0-9]{1,20}>')
 _FILE_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,199}")
 

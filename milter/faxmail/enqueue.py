@@ -98,6 +98,9 @@ def callfile_for(job: Job, fax: Fax) -> CallFile:
             "FAXMAIL_JOB": job.id,
             "FAXFILE": job.tiff,
             "FAXNUMBER": job.number_dialled,
+            # from the admin's policy (checked there), for FAXOPT() in the send context
+            **({"FAXMAIL_HEADERINFO": fax.header_info} if fax.header_info else {}),
+            **({"FAXMAIL_STATIONID": fax.local_station_id} if fax.local_station_id else {}),
         },
     )
 

@@ -163,8 +163,9 @@ class Fax(Strict):
     retry_time: int = Field(default=300, ge=10, le=86400)
     wait_time: int = Field(default=45, ge=5, le=600)
     caller_id: str | None = Field(default=None, pattern=r"^\+?[0-9]{1,20}$")
-    header_info: str | None = Field(default=None, pattern=r"^[A-Za-z0-9 ._-]{0,50}$")
-    local_station_id: str | None = Field(default=None, pattern=r"^\+?[0-9 ]{1,20}$")
+    # Printed atop each page by the receiving machine (T.30 allows 20 characters for the id).
+    header_info: str | None = Field(default=None, pattern=r"^[A-Za-z0-9._-]+( [A-Za-z0-9._-]+)*$")
+    local_station_id: str | None = Field(default=None, pattern=r"^\+?[0-9]+( [0-9]+)*$")
     duplicate_window_hours: float = Field(default=24, ge=0)
     after_queueing: Literal["discard", "archive"] = "discard"
     archive_address: str | None = None

@@ -268,14 +268,23 @@ class SqliteStore:
     # --- faxmail-notify --------------------------------------------------------------------
 
     def record_attempt(
-        self, job_id: str, round_: int, attempt: int, outcome: str, **detail: object
+        self,
+        job_id: str,
+        round_: int,
+        attempt: int,
+        outcome: str,
+        state: str | None = None,
+        **detail: object,
     ) -> None:
+        """One call's outcome, as an attempts row and an event; `state`: the job's new state."""
         with self._tx() as db:
             db.execute(
                 "INSERT INTO attempts (job_id, round, attempt, at, outcome, detail)"
                 " VALUES (?, ?, ?, ?, ?, ?)",
                 (job_id, round_, attempt, time.time(), outcome, _json(detail)),
             )
+            if state is not None:
+                db.execute("UPDATE jobs SET state = ? WHERE id = ?", (state, job_id))
             self._event(db, job_id, f"attempt-{outcome}", {"round": round_, **detail})
 
     def attempts(self, job_id: str) -> list[Attempt]:
@@ -287,18 +296,31 @@ class SqliteStore:
             ).fetchall()
         return [Attempt(r, a, at, o, json.loads(d)) for r, a, at, o, d in rows]
 
+    @staticmethod
+    def _round(db: sqlite3.Connection, job_id: str) -> int:
+        (requeued,) = db.execute(
+            "SELECT count(*) FROM events WHERE job_id = ? AND kind = ?", (job_id, REQUEUED_EVENT)
+        ).fetchone()
+        return int(requeued) + 1
+
     def current_round(self, job_id: str) -> int:
         """1 for the milter's call file, +1 for each fax-level retry queued since."""
         with self._read() as db:
-            (requeued,) = db.execute(
-                "SELECT count(*) FROM events WHERE job_id = ? AND kind = ?",
-                (job_id, REQUEUED_EVENT),
-            ).fetchone()
-        return int(requeued) + 1
+            return self._round(db, job_id)
 
-    def requeued(self, job_id: str, **detail: object) -> None:
-        """A fax-level retry's call file is queued: the job is waiting for Asterisk again."""
-        self.set_state(job_id, "queued", REQUEUED_EVENT, **detail)
+    def claim_requeue(self, job_id: str, after_round: int, **detail: object) -> bool:
+        """Claim the fax-level retry that follows `after_round` (state back to "queued").
+
+        False when that retry was claimed already or the job has its result: a repeated call
+        must not queue a second call file.
+        """
+        with self._tx() as db:
+            done = db.execute("SELECT 1 FROM results WHERE job_id = ?", (job_id,)).fetchone()
+            if done or self._round(db, job_id) != after_round:
+                return False
+            db.execute("UPDATE jobs SET state = 'queued' WHERE id = ?", (job_id,))
+            self._event(db, job_id, REQUEUED_EVENT, {"round": after_round + 1, **detail})
+        return True
 
     def claim_result(self, job_id: str, outcome: str, event: str, **detail: object) -> bool:
         """Make `outcome` ("sent"/"failed") the job's final state and claim its one result mail.
