@@ -10,9 +10,11 @@ import hashlib
 import logging
 import shutil
 import tempfile
+import threading
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .authenticate import Identity, identify_sender
@@ -31,6 +33,7 @@ from .replies import (
     FROM_NOT_SINGLE,
     MESSAGE_TOO_BIG,
     QUEUE_UNAVAILABLE,
+    RENDERER_BUSY,
     SENDER_UNKNOWN,
     Refusal,
 )
@@ -51,6 +54,10 @@ class Queued:
     facts: MessageFacts
 
 
+BIG_MESSAGE_BYTES = 4 * 1024 * 1024
+BIG_MESSAGE_WAIT_S = 120.0
+
+
 @dataclass
 class Gateway:
     policies: PolicyHolder
@@ -60,6 +67,9 @@ class Gateway:
     renderer: Renderer
     work_root: Path
     dry_run: bool = False  # decide only: render to check, queue nothing
+    # A mail being decided is held several times in memory (raw bytes, parsed MIME, DKIM's
+    # canonical body): big ones take turns, so memory stays bounded however many arrive at once.
+    _big_messages: threading.Semaphore = field(default_factory=lambda: threading.Semaphore(1))
 
     @property
     def policy(self) -> Policy:
@@ -78,6 +88,19 @@ class Gateway:
         if session.envelope_sender:
             check_rate(self.store, session.envelope_sender, rate_limits(policy, None), time.time())
         return recipient
+
+    @contextmanager
+    def memory_slot(self, size: int) -> Iterator[None]:
+        """Hold this around reading a mail of `size` bytes into memory and deciding it."""
+        if size < BIG_MESSAGE_BYTES:
+            yield
+            return
+        if not self._big_messages.acquire(timeout=BIG_MESSAGE_WAIT_S):
+            raise Refusal(RENDERER_BUSY)
+        try:
+            yield
+        finally:
+            self._big_messages.release()
 
     # --- end of message: the whole decision ----------------------------------------------
     def decide(self, session: Session, recipients: Sequence[FaxRecipient], raw: bytes) -> Queued:

@@ -178,10 +178,13 @@ class FaxMilter(Milter.Base):  # type: ignore[misc]
             self.session.sasl_user,
             self.getsymval("i"),
         )
-        self.content.seek(0)
-        raw = b"".join(self.header_bytes_seen) + b"\r\n" + self.content.read()
         try:
-            queued = self.gateway.decide(session, self.fax_rcpts, raw)
+            with self.gateway.memory_slot(self.size):
+                self.content.seek(0)
+                raw = b"".join(self.header_bytes_seen) + b"\r\n" + self.content.read()
+                self._close_body()  # the spooled copy is no longer needed
+                queued = self.gateway.decide(session, self.fax_rcpts, raw)
+                del raw
         except Refusal as refusal:
             log.info(
                 "reject queue_id=%s from=%s rcpts=%s: %s",
