@@ -200,3 +200,61 @@ def start_milter(request: pytest.FixtureRequest, dns: DnsServer) -> Iterator[Sta
         proc.stop()
     for d in dirs:
         shutil.rmtree(d, ignore_errors=True)
+
+
+# ---------------------------------------------------------------- Asterisk (Debian sid chroot)
+
+from infra.asterisk import AsteriskError, AsteriskInstance, StartAsterisk  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def asterisk_root() -> Path:
+    """The pristine Asterisk chroot from ``scripts/asterisk-chroot ensure``: built on first
+    use (about a minute), restored from /var/cache/faxmail-test (seconds) or just checked.
+    Fails, never skips, when it cannot be had."""
+    import subprocess
+
+    script = Path(__file__).resolve().parent.parent / "scripts" / "asterisk-chroot"
+    proc = subprocess.run(
+        [str(script), "ensure"], capture_output=True, text=True, timeout=1800, check=False
+    )
+    if proc.returncode != 0 or not proc.stdout.strip():
+        pytest.fail(
+            f"scripts/asterisk-chroot ensure failed (exit {proc.returncode}):\n{proc.stderr}",
+            pytrace=False,
+        )
+    return Path(proc.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture
+def start_asterisk(request: pytest.FixtureRequest, asterisk_root: Path) -> Iterator[StartAsterisk]:
+    """Factory: a started :class:`AsteriskInstance` in its own overlay of the chroot,
+    stopped and unmounted after the test; its full log is attached to a failing test's report.
+
+    ``start_asterisk(config_dir=None, *, files=None, spool_dir=None, binds=(), ro_binds=(),
+    env=None, extra_modules=(), **template_values)``: the keyword arguments as the
+    constructor's; every other keyword is a template value (``@NAME@`` in the config files).
+    """
+    instances: list[AsteriskInstance] = []
+
+    def start(config_dir: Path | None = None, **kwargs: Any) -> AsteriskInstance:
+        options = {
+            k: kwargs.pop(k)
+            for k in ("files", "spool_dir", "binds", "ro_binds", "env", "extra_modules")
+            if k in kwargs
+        }
+        ast = AsteriskInstance(asterisk_root, config_dir, template_values=kwargs, **options)
+        instances.append(ast)
+        attach_log(request, f"asterisk full log ({ast.base})", ast.log)
+        ast.start()
+        return ast
+
+    yield start
+    errors = []
+    for ast in reversed(instances):
+        try:
+            ast.stop()
+        except AsteriskError as e:
+            errors.append(str(e))
+    if errors:
+        raise AsteriskError("; ".join(errors))

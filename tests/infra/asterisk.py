@@ -19,14 +19,17 @@ file on both sides and nothing needs translating:
 * ``spool_dir``: Asterisk's ``astspooldir``. The milter on the host renames call files into
   ``<spool_dir>/outgoing`` and puts the TIFFs somewhere under ``spool_dir``; the ``FAXFILE``
   it writes into the call file is valid inside the chroot as it is. The tree is chowned to
-  the chroot's asterisk user (:attr:`AsteriskInstance.uid` / :attr:`~AsteriskInstance.gid`) at
-  start, because Asterisk must be able to write there (and own the call files).
+  the chroot's asterisk user (:attr:`AsteriskInstance.uid` / :attr:`~AsteriskInstance.gid`,
+  fixed at 64600 by the recipe) at start, because Asterisk must be able to write there. Call
+  files written later must be owned by that uid too (``scripts/asterisk-chroot host-user``
+  creates a host user ``asterisk`` with it, for a milter that chowns to "asterisk").
 * ``binds`` (read-write) and ``ro_binds`` (read-only): anything else, e.g. the checkout,
   read-only, so that the notify program can run from it inside the chroot with
-  ``PYTHONPATH=<checkout>/milter`` (pass it in ``env``: System() children inherit Asterisk's
-  environment). Asterisk can only traverse a bind whose host directory it could traverse
-  itself: the directories *above* it are made 0755 inside the chroot, but the bound directory
-  keeps its host mode (pytest's tmp_path is 0700 - use a 0755 dir).
+  ``PYTHONPATH=<checkout>/milter:<checkout>/notify`` (pass it in ``env``: System() children
+  inherit Asterisk's environment; sid's python3 with the packages of the recipe). Asterisk
+  can only traverse a bind whose host directory it could traverse itself: the directories
+  *above* it are made 0755 inside the chroot, but the bound directory keeps its host mode
+  (pytest's tmp_path is 0700 - use a 0755 dir).
 
 Configuration. The files of ``config_dir`` (recursively) and then ``files`` (name -> text,
 these win) are copied to /etc/asterisk with ``@NAME@`` replaced by ``template_values[NAME]``
@@ -35,12 +38,15 @@ left alone; an upper-case ``@NAME@`` left over after substitution is an error (a
 missing value). ``asterisk.conf`` and ``logger.conf`` are always generated here (directories,
 ``runuser = asterisk``, a ``full`` log with verbose messages); a ``modules.conf`` is
 generated (``autoload = no`` with :data:`FAX_MODULES`, plus :data:`PJSIP_MODULES` when there
-is a pjsip.conf, plus ``extra_modules``) unless the configuration brings its own.
+is a pjsip.conf, plus ``extra_modules``) unless the configuration brings its own; so are a
+cdr.conf and cel.conf that disable both, and the package's indications.conf (copied as is).
+The package's other sample files are not visible: /etc/asterisk is only what is written here.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import re
 import secrets
@@ -90,6 +96,10 @@ PJSIP_MODULES: tuple[str, ...] = (
 
 _PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 _GENERATED = ("asterisk.conf", "logger.conf")
+#: Written unless the configuration has them (quiet start, no CDR files).
+_DEFAULT_FILES = {"cdr.conf": "[general]\nenable = no\n", "cel.conf": "[general]\nenable = no\n"}
+#: Copied from the package's samples unless the configuration has them (tones for Busy() etc.).
+_PACKAGE_DEFAULTS = ("indications.conf",)
 _LEFTOVER_PLACEHOLDER = re.compile(r"@[A-Z][A-Z0-9_]*@")
 
 
@@ -347,8 +357,6 @@ class AsteriskInstance:
 
     def _take_lock(self) -> None:
         # Shared: `scripts/asterisk-chroot` replaces the chroot only under an exclusive lock.
-        import fcntl
-
         fd = os.open(f"{self.root}.lock", os.O_RDWR | os.O_CREAT, 0o644)
         fcntl.flock(fd, fcntl.LOCK_SH)
         self._lock = fd
@@ -411,6 +419,12 @@ class AsteriskInstance:
             sources[name] = text.encode()
         for name in _GENERATED:
             sources.pop(name, None)
+        for name, text in _DEFAULT_FILES.items():
+            sources.setdefault(name, text.encode())
+        for name in _PACKAGE_DEFAULTS:
+            sample = self.root / "etc/asterisk" / name
+            if name not in sources and sample.exists():
+                sources[name] = sample.read_bytes()
         for name, raw in sources.items():
             target = self.etc / name
             target.parent.mkdir(parents=True, exist_ok=True)
