@@ -180,24 +180,26 @@ def test_hostile_and_japanese_subjects_never_reach_the_call_file(
     assert not Path("/tmp/pwned").exists()
 
 
+def send_endless_pdf(
+    postfix: PostfixInstance, signer: Signer
+) -> tuple[threading.Thread, list[SendResult]]:
+    """Start sending a PDF that keeps Ghostscript busy forever; the reply lands in the list."""
+    results: list[SendResult] = []
+    endless = [Attachment(nested_forms_pdf(), filename="x.pdf")]
+    sender = threading.Thread(target=lambda: results.append(send(postfix, signer, endless)))
+    sender.start()
+    return sender, results
+
+
 def test_endless_pdf_is_stopped_while_other_mail_flows(
     gateway: Gateway, dkim_keys: dict[str, Signer]
 ) -> None:
     milter, postfix = gateway
-    results: list[SendResult] = []
-    slow = threading.Thread(
-        target=lambda: results.append(
-            send(
-                postfix, dkim_keys["example.jp"], [Attachment(nested_forms_pdf(), filename="x.pdf")]
-            )
-        )
-    )
-    slow.start()
+    slow, results = send_endless_pdf(postfix, dkim_keys["example.jp"])
     ordinary = build_message(from_addr="carol@other.example", to=["bob@example.jp"])
     for _ in range(3):
-        assert final_reply(
-            postfix.send("carol@other.example", ["bob@example.jp"], ordinary)
-        ).startswith("250")
+        result = postfix.send("carol@other.example", ["bob@example.jp"], ordinary)
+        assert final_reply(result).startswith("250")
     good = send(postfix, dkim_keys["example.jp"], [Attachment(make_pdf(1), filename="ok.pdf")])
     assert final_reply(good).startswith("250")
     slow.join(timeout=60)
@@ -207,38 +209,15 @@ def test_endless_pdf_is_stopped_while_other_mail_flows(
     assert not ghostscript_running(milter), "no Ghostscript left running"
 
 
-def test_ghostscript_dies_with_a_killed_milter(
-    gateway: Gateway, dkim_keys: dict[str, Signer]
-) -> None:
-    milter, postfix = gateway
-    slow = threading.Thread(
-        target=send,
-        args=(postfix, dkim_keys["example.jp"], [Attachment(nested_forms_pdf(), filename="x.pdf")]),
-    )
-    slow.start()
-    wait_until(lambda: ghostscript_running(milter))
-    assert milter.pid is not None
-    os.kill(milter.pid, signal.SIGKILL)
-    wait_until(lambda: not ghostscript_running(milter))
-    slow.join(timeout=30)
-
-
 def test_killed_while_rendering_nothing_is_left(
     gateway: Gateway, dkim_keys: dict[str, Signer]
 ) -> None:
     milter, postfix = gateway
-    results: list[SendResult] = []
-    slow = threading.Thread(
-        target=lambda: results.append(
-            send(
-                postfix, dkim_keys["example.jp"], [Attachment(nested_forms_pdf(), filename="x.pdf")]
-            )
-        )
-    )
-    slow.start()
+    slow, results = send_endless_pdf(postfix, dkim_keys["example.jp"])
     wait_until(lambda: ghostscript_running(milter))
     assert milter.pid is not None
     os.kill(milter.pid, signal.SIGKILL)
+    wait_until(lambda: not ghostscript_running(milter))  # gs dies with its daemon
     slow.join(timeout=30)
     assert final_reply(results[0]).startswith("451"), results  # the sender retries later
     milter.start()
@@ -307,7 +286,7 @@ def test_crash_while_queueing_leaves_it_whole(
     milter.start()
     result = postfix.send("alice@example.jp", [FAX], message)
     assert final_reply(result).startswith("451"), result  # killed: Postfix's milter_default_action
-    assert not milter.running()
+    wait_until(lambda: not milter.running())
     milter.env = None
     milter.start()  # repairs what the crash left
     states = [state for _, state in job_rows(milter)]
