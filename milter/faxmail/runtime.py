@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 from .decision import Gateway
@@ -36,6 +38,13 @@ class Runtime:
 Mode = Literal["daemon", "dry-run", "pipe"]
 
 
+def _share_store(state: Path, owner: tuple[int, int]) -> None:
+    """Run as root, the daemon gives the job store to Asterisk's user: faxmail-notify, which
+    Asterisk runs as that user, writes to it too ("attempt to write a readonly database")."""
+    for path in (state, *state.glob("faxmail.sqlite*")):
+        os.chown(path, *owner)
+
+
 def build_runtime(settings: Settings, *, mode: Mode = "daemon") -> Runtime:
     """`daemon` owns the spool: it clears stale work files and repairs what a crash left.
     `pipe` (faxmail sendfax, one process per mail, maybe several at once) must not; `dry-run`
@@ -52,6 +61,8 @@ def build_runtime(settings: Settings, *, mode: Mode = "daemon") -> Runtime:
     work.mkdir(parents=True, exist_ok=True)
     store = SqliteStore(state / "faxmail.sqlite")
     spool = Spool.from_settings(settings.asterisk)
+    if spool.owner is not None and mode == "daemon":
+        _share_store(state, spool.owner)
     problems = spool.problems()
     for problem in problems:
         log.warning("fax queueing unavailable until fixed (faxes get 451): %s", problem)

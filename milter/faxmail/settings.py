@@ -47,10 +47,10 @@ class Mail(_Strict):
     """How faxmail-notify hands its mails over (result mails, received faxes).
 
     The default is the local sendmail(1) command, not SMTP to 127.0.0.1:25: Postfix's sendmail
-    drops the mail into its maildrop queue even while the master or smtpd is down, needs no
-    port, TLS or password, and does not pass through smtpd_milters — SMTP to port 25 would go
-    through the faxmail milter itself, so a stuck milter (milter_default_action = tempfail)
-    would also hold back the mails that report it. Whatever the transport, notify keeps a mail
+    drops the mail into its maildrop queue even while the master, smtpd or the milter is down
+    (with non_smtpd_milters set, Postfix retries it from there by itself), and needs no port,
+    TLS or password; SMTP to port 25 would be refused with 451 while the milter is stuck and
+    leave the retrying to notify. Whatever the transport, notify keeps a mail
     in its own spool until the hand-over succeeded. Use `smtp` for a relay (e.g. a provider's
     submission port with STARTTLS and AUTH) or where no local MTA is installed.
     """

@@ -17,6 +17,7 @@ from __future__ import annotations
 import io
 import logging
 import os
+import shutil
 import subprocess
 import tempfile
 from dataclasses import dataclass
@@ -59,10 +60,27 @@ def _tool(argv: list[str]) -> tuple[int, str, str]:
 
 def readable_pages(tiff: Path) -> int | None:
     """Pages of `tiff` if every strip of every page decodes (tiffinfo -D), else None."""
+    if shutil.which("tiffinfo") is None:
+        # A missing tool must not turn every good fax into "[FAILED] damaged": say what to
+        # install, and let Pillow decode the pages instead (it is laxer on damaged strips).
+        log.error("tiffinfo not found: install libtiff-tools; checking %s with Pillow", tiff)
+        return _pillow_pages(tiff)
     code, report, errors = _tool(["tiffinfo", "-D", str(tiff.absolute())])
     if code != 0 or errors:
         return None
     return report.count("TIFF Directory at offset")
+
+
+def _pillow_pages(tiff: Path) -> int | None:
+    try:
+        with Image.open(tiff) as image:
+            frames = getattr(image, "n_frames", 1)
+            for frame in range(frames):
+                image.seek(frame)
+                image.load()
+    except Exception:  # noqa: BLE001 - Pillow raises many types for a damaged file
+        return None
+    return int(frames)
 
 
 def fax_to_pdf(tiff: Path, *, preview_width: int) -> Converted:
