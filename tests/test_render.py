@@ -5,6 +5,7 @@ Every test document comes from tests/infra/pdfs.py, each made to show exactly on
 
 from __future__ import annotations
 
+import io
 import subprocess
 import threading
 import time
@@ -197,17 +198,37 @@ def test_japanese_text_with_substituted_cid_font(doc: MakeDoc, workdir: Path) ->
 
 def test_whitening_turns_grey_paper_white(doc: MakeDoc, tmp_path: Path) -> None:
     scan = doc("pdf", scanned_pdf())
-    grey = Renderer(RenderOptions(whiten_threshold=None)).render([scan], _dir(tmp_path, "grey"))
+    plain = RenderOptions(whiten_threshold=None, blacken_threshold=None)
+    grey = Renderer(plain).render([scan], _dir(tmp_path, "grey"))
     white = Renderer(RenderOptions(whiten_threshold=0.8)).render([scan], _dir(tmp_path, "white"))
     assert white.size * 5 < grey.size  # the paper no longer becomes a dot screen
     assert black_share(pages_of(white.tiff)[0]) < black_share(pages_of(grey.tiff)[0]) / 3
     assert black_share(pages_of(white.tiff)[0]) > 0.001  # the text is still there
 
 
+def test_dark_grey_ink_becomes_black(doc: MakeDoc, tmp_path: Path) -> None:
+    buffer = io.BytesIO()
+    Image.new("L", (400, 300), 60).save(buffer, format="PNG")  # ink at 60/255 ≈ 0.24
+    ink = doc("png", buffer.getvalue())
+    plain = RenderOptions(whiten_threshold=None, blacken_threshold=None)
+    screened = Renderer(plain).render([ink], _dir(tmp_path, "screen"))
+    solid = Renderer(RenderOptions()).render([ink], _dir(tmp_path, "solid"))
+
+    def share(tiff: Path) -> float:
+        """Black share well inside the inked rectangle (the image is placed, not enlarged)."""
+        page = pages_of(tiff)[0].convert("L")
+        left, top, right, bottom = ImageChops.invert(page).getbbox() or (0, 0, 0, 0)
+        return black_share(page.crop((left + 50, top + 50, right - 50, bottom - 50)))
+
+    assert share(solid.tiff) > 0.99  # a solid stroke, not a dot screen
+    assert share(screened.tiff) < 0.95
+
+
 def test_whitening_leaves_pure_text_pixel_identical(doc: MakeDoc, tmp_path: Path) -> None:
     document = doc("pdf", make_pdf(2))
-    off = Renderer(RenderOptions(whiten_threshold=None)).render([document], _dir(tmp_path, "a"))
-    on = Renderer(RenderOptions(whiten_threshold=0.8)).render([document], _dir(tmp_path, "b"))
+    plain = RenderOptions(whiten_threshold=None, blacken_threshold=None)
+    off = Renderer(plain).render([document], _dir(tmp_path, "a"))
+    on = Renderer(RenderOptions()).render([document], _dir(tmp_path, "b"))
     for a, b in zip(pages_of(off.tiff), pages_of(on.tiff), strict=True):
         assert ImageChops.difference(a, b).getbbox() is None
 

@@ -167,6 +167,7 @@ class Gateway:
             paper=fax.paper,
             resolution=fax.resolution,
             whiten_threshold=fax.whiten_threshold,
+            blacken_threshold=fax.blacken_threshold,
             photo=fax.photo,
             max_pages=pages,
             timeout_base_s=fax.render_timeout_s,

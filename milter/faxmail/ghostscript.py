@@ -170,14 +170,18 @@ def _gs_arguments(options: RenderOptions, output: Path) -> list[str]:
 def _transfer_arguments(options: RenderOptions) -> list[str]:
     """PostScript run before the documents: the transfer function, if any.
 
-    Whitening maps every grey at or above the threshold to white and stretches the rest, so grey
-    paper does not become a dot screen (measured: 532 to 61 KiB per scanned page, and
-    pixel-identical output on pure text). It persists across pages and files of one run.
+    Whitening maps every grey at or above its threshold to white, blackening every grey at or
+    below its threshold to black, and the greys between are stretched: grey paper does not
+    become a dot screen (measured: 532 to 61 KiB per scanned page, pixel-identical output on
+    pure text), nor does dark grey ink inside every stroke (OCR of such a scan: 49.7 to 96.6 %).
+    It persists across pages and files of one run.
     """
-    if options.whiten_threshold is None:
+    white, black = options.whiten_threshold, options.blacken_threshold
+    if white is None and black is None:
         return []
-    t = f"{options.whiten_threshold:.4f}"
-    return ["-c", f"{{dup {t} ge {{pop 1}} {{{t} div}} ifelse}} settransfer", "-f"]
+    w, b = f"{white if white is not None else 1.0:.4f}", f"{black or 0.0:.4f}"
+    stretch = f"{{dup {b} le {{pop 0}} {{{b} sub {w} {b} sub div}} ifelse}}"
+    return ["-c", f"{{dup {w} ge {{pop 1}} {stretch} ifelse}} settransfer", "-f"]
 
 
 @dataclass

@@ -152,6 +152,7 @@ class Fax(Strict):
     paper: Literal["a4", "letter"] = "a4"
     resolution: Literal["fine", "standard"] = "fine"
     whiten_threshold: float | None = Field(default=0.8, gt=0, le=1)
+    blacken_threshold: float | None = Field(default=0.3, ge=0, lt=1)  # dark grey ink → black
     photo: bool = False
     # Ghostscript gets render_timeout_s plus render_timeout_per_page_s per page, then is killed.
     render_timeout_s: float = Field(default=20, gt=0, le=600)
@@ -176,6 +177,14 @@ class Fax(Strict):
         if "{number}" not in channel:
             raise ValueError("channel must contain {number}")
         return channel
+
+    @model_validator(mode="after")
+    def _thresholds(self) -> Fax:
+        if self.blacken_threshold is not None and self.blacken_threshold >= (
+            self.whiten_threshold or 1.0
+        ):
+            raise ValueError("blacken_threshold must be below whiten_threshold")
+        return self
 
 
 _MAILBOX = re.compile(r"^[^@\s<>(),;:\"]+@[A-Za-z0-9.-]+\.[A-Za-z0-9-]+$")
