@@ -1,9 +1,10 @@
 # make test  - install everything (apt + .venv), lint, type-check, run the whole test suite
 # make lint  - ruff + mypy only (no installs)
 # make run   - install runtime deps and start the milter (pass options with ARGS=...)
+# make bench - install the benchmarks' tools and run them all (about 10 minutes; see bench/)
 BIN := .venv/bin
 
-.PHONY: test lint run
+.PHONY: test lint run bench
 
 test:
 	scripts/install-deps --test
@@ -16,8 +17,12 @@ test:
 lint:
 	$(BIN)/ruff check .
 	$(BIN)/mypy
-	$(BIN)/mypy --strict tests/infra
+	$(BIN)/mypy --strict tests/infra bench
 
 run:
 	scripts/install-deps
 	$(BIN)/faxmail-milter $(ARGS)
+
+bench:
+	bench/install-deps
+	bench/run $(ARGS)
