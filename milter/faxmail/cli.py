@@ -1,4 +1,5 @@
-"""faxmail: the admin's command (policy check, dry-run; more in later commands)."""
+"""faxmail: the admin's command (policy check, dry-run, sendfax; the job commands are in
+admin/cli.py)."""
 
 from __future__ import annotations
 
@@ -140,6 +141,10 @@ def build_parser() -> argparse.ArgumentParser:
     pipe.add_argument("--sender", metavar="ADDR", help="envelope sender (pipe(8): ${sender})")
     pipe.add_argument("--settings", type=Path, metavar="FILE", help="daemon settings YAML")
     pipe.set_defaults(func=_sendfax)
+
+    from .admin.cli import add_job_commands
+
+    add_job_commands(sub)  # jobs, show, cancel, resend, stats
     return parser
 
 

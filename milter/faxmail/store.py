@@ -15,7 +15,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -322,15 +322,28 @@ class SqliteStore:
             self._event(db, job_id, REQUEUED_EVENT, {"round": after_round + 1, **detail})
         return True
 
-    def claim_result(self, job_id: str, outcome: str, event: str, **detail: object) -> bool:
-        """Make `outcome` ("sent"/"failed") the job's final state and claim its one result mail.
+    def claim_result(
+        self,
+        job_id: str,
+        outcome: str,
+        event: str,
+        *,
+        only_from: tuple[str, ...] = (),
+        **detail: object,
+    ) -> bool:
+        """Make `outcome` ("sent"/"failed"/"cancelled") the job's final state and claim its one
+        result mail; with `only_from`, only while the job is in one of those states.
 
-        False when the job's result was claimed before (a repeated or late call): the caller
-        must not send anything then. Claim and state change are one transaction.
+        False when the job's result was claimed before (a repeated or late call) or its state
+        is not in `only_from`: the caller must not send anything then. Claim and state change
+        are one transaction.
         """
         with self._tx() as db:
             if db.execute("SELECT 1 FROM results WHERE job_id = ?", (job_id,)).fetchone():
                 self._event(db, job_id, "result-already-claimed", {"outcome": outcome, **detail})
+                return False
+            row = db.execute("SELECT state FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            if only_from and (row is None or row[0] not in only_from):
                 return False
             db.execute(
                 "INSERT INTO results (job_id, outcome, claimed) VALUES (?, ?, ?)",
@@ -368,6 +381,11 @@ class SqliteStore:
                 "UPDATE inbound SET delivered = ? WHERE id = ? AND delivered IS NULL",
                 (time.time(), inbound_id),
             )
+
+    def query(self, sql: str, args: Sequence[object] = ()) -> list[tuple[Any, ...]]:
+        """The rows of a read-only query (storequery.py: the admin commands' questions)."""
+        with self._read() as db:
+            return db.execute(sql, args).fetchall()
 
     def close(self) -> None:
         with self._lock:

@@ -66,17 +66,20 @@ def build_result(ctx: Context, entry: Entry) -> bytes:
     if job is None:
         raise BuildError(f"job {entry.meta['ref']} is not in the store")
     text = words(job.language)
-    success = job.state == "sent"
+    # sent / failed / cancelled (by the admin: `faxmail cancel`)
+    outcome = job.state if job.state in ("sent", "cancelled") else "failed"
     attempts = ctx.store.attempts(job.id)
-    if any(kind == "no-report" for _, kind, _ in ctx.store.events(job.id)):
+    if outcome == "cancelled":
+        error = text["cancelled_error"]
+    elif any(kind == "no-report" for _, kind, _ in ctx.store.events(job.id)):
         error = text["no_report"]  # settled by sweep.py from Asterisk's archive
     else:
         error = _error(job.language, attempts, text)
     subject = job.subject or job.number_given
     lines = [
-        text["sent_intro" if success else "failed_intro"].format(number=job.number_given),
+        text[f"{outcome}_intro"].format(number=job.number_given),
         "",
-        *_facts(job, attempts, success, error, text),
+        *_facts(job, attempts, outcome, error, text),
         "",
         f"{text['attempts']}:",
         *_attempt_lines(job.language, attempts),
@@ -96,7 +99,7 @@ def build_result(ctx: Context, entry: Entry) -> bytes:
         sender=ctx.from_header,
         to=entry.meta["to"],
         cc=entry.meta["cc"],
-        subject=text["sent_subject" if success else "failed_subject"].format(subject=subject),
+        subject=text[f"{outcome}_subject"].format(subject=subject),
         text="\n".join(lines) + "\n",
         attachments=attachments,
     )
@@ -116,12 +119,13 @@ def _pdf(tiff: Path) -> bytes | None:
 
 
 def _facts(
-    job: Job, attempts: list[Attempt], success: bool, error: str, text: dict[str, str]
+    job: Job, attempts: list[Attempt], outcome: str, error: str, text: dict[str, str]
 ) -> list[str]:
     fax = next((a.detail for a in reversed(attempts) if a.outcome in ("success", "failed")), {})
+    success = outcome == "sent"
     rows: list[tuple[str, Any]] = [
         (text["number"], f"{job.number_given} ({job.number_e164})"),
-        (text["status"], text["status_sent" if success else "status_failed"]),
+        (text["status"], text[f"status_{outcome}"]),
         (text["pages"], text["pages_of"].format(sent=fax.get("pages") or 0, total=job.pages)),
         (text["bitrate"], f"{fax['bitrate']} bit/s" if fax.get("bitrate") else "-"),
         (text["resolution"], resolution_text(job.language, _str(fax.get("resolution")))),

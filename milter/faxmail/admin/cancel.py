@@ -1,0 +1,198 @@
+"""`faxmail cancel JOB`: take a queued fax out of Asterisk's queue, mark it cancelled, and send
+the sender its one result mail.
+
+Order: the call file is withdrawn first (spool.withdraw: parked, or refused while Asterisk
+dials it), then the store claims the job's result as "cancelled" — only while the job is still
+"queued", in the same transaction as the state change (store.claim_result) — then the parked
+file is deleted and the result mail goes through faxmail-notify's own path (spool entry, then
+hand-over; `faxmail-notify retry` finishes it if the mail system is down). Because the result
+is claimed exactly once per job, a late report from Asterisk can never send a second mail.
+
+A crash between withdrawing and claiming leaves the file parked and the job queued; running
+the command again finishes the cancel. "cancelled" is not among the states rate limits count.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..settings import Asterisk
+from ..store import Job
+from .context import EX_CONFIG, Admin, AdminError
+from .spool import (
+    GRACE_S,
+    PARKING,
+    Busy,
+    Gone,
+    Located,
+    callfile_name,
+    locate,
+    put_back,
+    withdraw,
+)
+
+log = logging.getLogger("faxmail.cancel")
+
+NO_CALLFILE_AFTER_S = 60.0  # a queued job whose call file is nowhere this long after queueing
+
+_NOT_CANCELLABLE = {
+    "queueing": "is being queued by the milter right now (or the milter stopped while queueing "
+    "it, and settles it at its next start); try again in a moment",
+    "sending": "was answered and is being faxed now; a fax in progress cannot be stopped",
+    "sent": "was sent already",
+    "failed": "is over already: it failed (see `faxmail show`)",
+    "cancelled": "was cancelled already",
+    "abandoned": "never reached Asterisk (abandoned after a local fault; the sender got a "
+    "temporary error and sends it again)",
+}
+
+
+@dataclass(frozen=True)
+class Outcome:
+    job: Job
+    attempts: int  # dial attempts Asterisk had made
+    callfile: str | None  # the withdrawn call file's name; None when there was none
+    mail: str  # what became of the result mail, as a sentence
+
+
+def cancel(admin: Admin, reference: str, *, grace: float = GRACE_S) -> Outcome:
+    job = admin.job(reference)
+    if job.state != "queued":
+        why = _NOT_CANCELLABLE.get(job.state, f"is {job.state}")
+        raise AdminError(f"job {job.id} {why}; nothing was changed")
+    asterisk = admin.settings.asterisk
+    _check_spool(asterisk, job)
+    name = callfile_name(job.id, admin.store.current_round(job.id))
+    found = locate(asterisk.spool_dir, asterisk.staging, asterisk.outgoing, name)
+    parked, attempts = _take(admin, job, asterisk, found, name, grace)
+    claimed = admin.store.claim_result(
+        job.id,
+        "cancelled",
+        "cancelled",
+        only_from=("queued",),
+        by=admin.actor,
+        callfile=name if parked else None,
+        attempts=attempts,
+    )
+    if not claimed:
+        if parked is not None:
+            put_back(parked, asterisk.outgoing)
+        now = admin.store.get(job.id)
+        state = now.state if now else "gone"
+        raise AdminError(f"job {job.id} changed meanwhile (now {state}); it was not cancelled")
+    if parked is not None:
+        parked.unlink(missing_ok=True)
+    log.info("job %s cancelled by %s after %d attempt(s)", job.id, admin.actor, attempts)
+    return Outcome(job, attempts, name if parked else None, _mail(admin, job))
+
+
+def _check_spool(asterisk: Asterisk, job: Job) -> None:
+    """Refuse settings that do not name the spool this job was queued in: a cancel that looks
+    in the wrong place would find nothing and let Asterisk dial anyway."""
+    if not asterisk.outgoing.is_dir():
+        raise AdminError(
+            f"{asterisk.outgoing} does not exist: pass the daemon's settings (--settings)",
+            EX_CONFIG,
+        )
+    if Path(job.tiff).parent != asterisk.faxes:
+        raise AdminError(
+            f"job {job.id} was queued with its fax in {Path(job.tiff).parent}, but these "
+            f"settings use {asterisk.faxes}: pass the daemon's settings (--settings)",
+            EX_CONFIG,
+        )
+
+
+def _take(
+    admin: Admin, job: Job, asterisk: Asterisk, found: Located, name: str, grace: float
+) -> tuple[Path | None, int]:
+    """Withdraw the call file; (where it is parked, attempts made). Raises AdminError."""
+    state = found.state
+    if found.where == "outgoing":
+        try:
+            withdrawn = withdraw(asterisk.outgoing, asterisk.staging / PARKING, name, grace=grace)
+        except Busy as exc:
+            raise AdminError(f"job {job.id} was not cancelled: {exc}") from exc
+        except Gone as exc:
+            raise AdminError(
+                f"job {job.id} was not cancelled: Asterisk finished its call just now "
+                "(see `faxmail show`)"
+            ) from exc
+        except OSError as exc:
+            raise AdminError(f"job {job.id} was not cancelled: {exc}") from exc
+        return withdrawn.parked, withdrawn.state.attempts_started
+    if found.where == "parked" and found.path is not None and state is not None:
+        # An earlier cancel took it out of outgoing/ and stopped before claiming.
+        if (asterisk.outgoing / name).exists() or state.running(time.time()) is not None:
+            put_back(found.path, asterisk.outgoing)
+            raise AdminError(f"job {job.id} was not cancelled: Asterisk is dialling it")
+        return found.path, state.attempts_started
+    if found.where == "done":
+        status = state.status if state else None
+        raise AdminError(
+            f"job {job.id} was not cancelled: Asterisk has finished its call (archived with "
+            f"Status: {status or '?'}); faxmail-notify reports its result"
+        )
+    if found.where in ("hold", "staging"):
+        raise AdminError(
+            f"job {job.id} was not cancelled: its next call file is being queued right now "
+            "(a fax-level retry); try again in a minute"
+        )
+    # No call file anywhere: nothing in Asterisk's queue can dial it — unless it is about to
+    # be written (the milter or notify queue it within milliseconds of the state change).
+    since = _queued_at(admin, job)
+    if time.time() - since < NO_CALLFILE_AFTER_S:
+        raise AdminError(
+            f"job {job.id} was not cancelled: its call file is not in {asterisk.outgoing} yet; "
+            "try again in a minute"
+        )
+    return None, 0
+
+
+def _queued_at(admin: Admin, job: Job) -> float:
+    kinds = ("spooled", "requeued", "repaired")
+    events = admin.query.events([job.id], kinds)[job.id]
+    return max([job.created, *(e.at for e in events)])
+
+
+def _mail(admin: Admin, job: Job) -> str:
+    """Spool and hand over the result mail, as faxmail-notify does; a sentence about it."""
+    from faxmail_notify.context import Context
+    from faxmail_notify.deliver import deliver
+    from faxmail_notify.results import spool_result
+    from faxmail_notify.spool import NotifySpool
+
+    try:
+        ctx = Context(
+            admin.settings, admin.policy(), admin.store, NotifySpool(admin.settings.notify_spool)
+        )
+        name = spool_result(ctx, job.id)
+        if name is None:
+            return "the result mail has no usable address (see the notify log)"
+        to = [str(a) for a in _list(_meta(ctx.spool.root / name).get("to"))]
+        outcome = deliver(ctx, name)
+    except Exception as exc:
+        log.exception("job %s: result mail", job.id)
+        return f"the result mail could not be made yet ({exc}); faxmail-notify retry sends it"
+    if outcome == "delivered":
+        return f"result mail to {', '.join(to)}: handed over"
+    error = _meta(ctx.spool.root / name).get("last_error") or "busy"
+    return (
+        f"result mail to {', '.join(to)}: waiting in the notify spool ({error}); "
+        "faxmail-notify retry sends it"
+    )
+
+
+def _list(value: object) -> list[object]:
+    return list(value) if isinstance(value, list) else []
+
+
+def _meta(entry: Path) -> dict[str, object]:
+    try:
+        value = json.loads((entry / "meta.json").read_bytes())
+    except (OSError, ValueError):
+        return {}
+    return value if isinstance(value, dict) else {}

@@ -1,0 +1,126 @@
+"""`faxmail resend JOB [--number N]`: fax a finished job's TIFF again.
+
+The resend is a new job linked to the old one (events `resend-of` on the new, `resent` on the
+old), not another round of the old job:
+
+- a job has exactly one result mail, claimed once (store.claim_result; notify's rounds and
+  claim_requeue refuse to reopen a job with a result). A new job gets its own claim, so the
+  sender hears about the resend exactly once, and the first job's record and mail stay true;
+- it may go to another number (`--number`), and the number is part of what a job is: the
+  result mail, duplicate detection and `faxmail stats` all read the job's number;
+- it is another phone call: billed, counted in stats and rate limits like any other.
+
+It goes through the milter's own steps: the number is parsed and checked against the policy as
+it is now, with the sender's policy entry (a refusal prints the milter's SMTP reply), then
+enqueue.enqueue() — job row, TIFF copy, call file staged and renamed into outgoing/ — with no
+rate limit and no duplicate window (the admin asked for exactly this fax).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from ..authorize import check_destination
+from ..enqueue import Spool, enqueue, new_job_id
+from ..policy import Policy, Sender
+from ..recipient import PhoneNumber, parse_number
+from ..replies import FROM_NOT_ALLOWED, Refusal
+from ..senders import entries_for_author
+from ..store import Job, RateLimits
+from .context import Admin, AdminError
+
+RESENDABLE = ("sent", "failed", "cancelled")
+_OPEN = ("queueing", "queued", "sending")
+
+
+@dataclass(frozen=True)
+class Resent:
+    original: Job
+    job: Job
+
+
+def resend(admin: Admin, reference: str, number: str | None) -> Resent:
+    original = admin.job(reference)
+    if original.state not in RESENDABLE:
+        why = {
+            "queueing": "is being queued right now",
+            "queued": "is still queued (cancel it first to send it elsewhere)",
+            "sending": "is being faxed right now",
+            "abandoned": "was never accepted (the sender got a temporary error and resends it)",
+        }.get(original.state, f"is {original.state}")
+        raise AdminError(f"job {original.id} {why}; nothing to resend")
+    _refuse_open_resend(admin, original)
+    tiff = Path(original.tiff)
+    if not tiff.is_file():
+        raise AdminError(
+            f"job {original.id}'s fax {tiff} is gone: it is deleted after the result mail "
+            "unless the policy sets notify.keep_sent_tiff: true"
+        )
+    policy = admin.policy()
+    try:
+        phone = parse_number(number or original.number_e164, policy.destinations.region)
+        check_destination(phone, policy, _sender_entry(policy, original))
+    except Refusal as refusal:
+        raise AdminError(f"refused: {refusal.reply}") from refusal
+    spool = Spool.from_settings(admin.settings.asterisk)
+    problems = spool.problems()
+    if problems:
+        raise AdminError(f"faxes cannot be queued: {'; '.join(problems)}")
+    job = _new_job(original, phone, number, spool)
+    admin.store.add_event(job.id, "resend-of", job=original.id, by=admin.actor)
+    try:
+        enqueue(
+            job,
+            tiff,
+            spool=spool,
+            fax=policy.fax.model_copy(update={"duplicate_window_hours": 0}),
+            store=admin.store,
+            limits=RateLimits(per_hour=None, per_day=None),
+        )
+    except Refusal as refusal:
+        raise AdminError(f"not queued: {refusal.reply}") from refusal
+    admin.store.add_event(original.id, "resent", as_job=job.id, number=phone.e164, by=admin.actor)
+    queued = admin.store.get(job.id)
+    return Resent(original, queued or job)
+
+
+def _refuse_open_resend(admin: Admin, original: Job) -> None:
+    """One resend at a time: a second `resend` (a repeated command) would fax it twice."""
+    earlier = [
+        e.detail.get("as_job") for e in admin.query.events([original.id], ["resent"])[original.id]
+    ]
+    for job_id in earlier:
+        job = admin.store.get(str(job_id)) if job_id else None
+        if job is not None and job.state in _OPEN:
+            raise AdminError(
+                f"job {job.id}, a resend of {original.id}, is still {job.state}; "
+                "wait for its result or cancel it first"
+            )
+
+
+def _sender_entry(policy: Policy, job: Job) -> Sender:
+    """The sender's policy entry now: one for the From: address that accepts the job's proof.
+
+    Raises the milter's Refusal when there is none (the sender is no longer allowed). Entries
+    without an address (SASL login only) cannot be told from the job, which keeps no login.
+    """
+    for entry in entries_for_author(policy, job.author, None):
+        if job.proof in entry.proof:
+            return entry
+    raise Refusal(FROM_NOT_ALLOWED.format(sender=job.author))
+
+
+def _new_job(original: Job, phone: PhoneNumber, number: str | None, spool: Spool) -> Job:
+    job_id = new_job_id()
+    return replace(
+        original,
+        id=job_id,
+        created=time.time(),
+        state="queueing",
+        number_given=number or original.number_given,
+        number_e164=phone.e164,
+        number_dialled=phone.dialled,
+        tiff=str(spool.faxes / f"{job_id}.tif"),
+    )
