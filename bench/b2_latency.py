@@ -17,26 +17,12 @@ import dkim
 
 from infra.faxstate import job_rows
 
-from .common import Row, Section, interleaved, ratio_row
+from .common import BARE_GS, Row, Section, interleaved, ratio_row
 from .config import Config
 from .documents import scanned_pdf, text_pdf
 from .lab import BENCH_DOMAIN, Lab
 from .mails import AUTHOR, FAX, fax_mail, send_timed
 from .report import cell, fmt, goal
-
-#: The notes' bare command: the seed's device and resolution, A4, nothing else.
-BARE_GS = [
-    "gs",
-    "-q",
-    "-dSAFER",
-    "-dBATCH",
-    "-dNOPAUSE",
-    "-dFIXEDMEDIA",
-    "-dPDFFitPage",
-    "-sPAPERSIZE=a4",
-    "-sDEVICE=tiffg4",
-    "-r204x196",
-]
 
 
 def bare_gs(pdf: Path, out: Path) -> float:

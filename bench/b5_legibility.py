@@ -22,7 +22,7 @@ from faxmail.documents import Document
 from faxmail.render import Renderer, RenderOptions
 
 from . import ocr
-from .common import Row, Section, interleaved, ratio_row
+from .common import BARE_GS, Row, Section, interleaved, ratio_row
 from .config import Config
 from .documents import TestDocument, legibility_documents
 from .lab import Lab
@@ -32,18 +32,7 @@ SEED_GS = ["gs", "-q", "-dBATCH", "-dNOPAUSE", "-sDEVICE=tiffg4", "-r204x196", "
 #: Not faxmail: a what-if for the README's suggestion. faxmail's transfer (light grey → white)
 #: plus a black point (dark grey → black), on the notes' bare gs command.
 WHAT_IF_TRANSFER = "{dup 0.8 ge {pop 1} {dup 0.3 le {pop 0} {0.3 sub 0.5 div} ifelse} ifelse}"
-WHAT_IF_GS = [
-    "gs",
-    "-q",
-    "-dSAFER",
-    "-dBATCH",
-    "-dNOPAUSE",
-    "-dFIXEDMEDIA",
-    "-dPDFFitPage",
-    "-sPAPERSIZE=a4",
-    "-sDEVICE=tiffg4",
-    "-r204x196",
-]
+WHAT_IF_GS = BARE_GS
 CALL_SECONDS = 12.0
 LINE_BPS = 14_400
 OVERHEAD = 1.2

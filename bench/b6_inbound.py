@@ -26,7 +26,7 @@ from PIL import Image, ImageChops
 
 from faxmail_notify.convert import fax_to_pdf
 
-from .common import Row, Section, interleaved, ratio_row
+from .common import BARE_GS, Row, Section, interleaved, ratio_row
 from .config import Config
 from .documents import scan, text_pdf
 from .lab import Lab
@@ -41,15 +41,7 @@ PDF_POLICY = """<policymap>
 def _gs_tiff(pdf: Path, out: Path, yres: int) -> Path:
     subprocess.run(
         [
-            "gs",
-            "-q",
-            "-dSAFER",
-            "-dBATCH",
-            "-dNOPAUSE",
-            "-dFIXEDMEDIA",
-            "-dPDFFitPage",
-            "-sPAPERSIZE=a4",
-            "-sDEVICE=tiffg4",
+            *BARE_GS[:-1],
             f"-r204x{yres}",
             f"-sOutputFile={out}",
             str(pdf),

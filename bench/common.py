@@ -179,3 +179,18 @@ class Stopwatch:
 
 def cpu_count() -> int:
     return len(os.sched_getaffinity(0))
+
+
+#: The notes' bare Ghostscript command: the seed's device and resolution, A4, nothing else.
+BARE_GS = [
+    "gs",
+    "-q",
+    "-dSAFER",
+    "-dBATCH",
+    "-dNOPAUSE",
+    "-dFIXEDMEDIA",
+    "-dPDFFitPage",
+    "-sPAPERSIZE=a4",
+    "-sDEVICE=tiffg4",
+    "-r204x196",
+]

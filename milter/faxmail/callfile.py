@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 
+from .durable import fsync_dir
+
 MAX_LINE = 1024  # pbx_spool skips longer lines; ours stay below, newline included
 
 _CHANNEL = re.compile(r"[A-Za-z0-9/@+._:-]{1,200}")
@@ -180,17 +182,9 @@ def spool_callfile(
     except BaseException:
         staged.unlink(missing_ok=True)
         raise
-    _fsync_dir(outgoing_dir)
-    _fsync_dir(staging_dir)
+    fsync_dir(outgoing_dir)
+    fsync_dir(staging_dir)
     return final
-
-
-def _fsync_dir(directory: Path) -> None:
-    descriptor = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
 
 
 def clean_staging(staging_dir: Path) -> int:

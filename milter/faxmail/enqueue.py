@@ -19,6 +19,7 @@ from pathlib import Path
 
 from .callfile import CallFile, clean_staging, render_callfile, spool_callfile
 from .crashpoints import crash_point
+from .durable import fsync_dir
 from .policy import Fax
 from .replies import LOCAL_ERROR, RATE_LIMITED, SPOOL_FULL, Refusal
 from .settings import Asterisk
@@ -80,6 +81,7 @@ def _place_tiff(source: Path, spool: Spool, job_id: str) -> Path:
         os.chown(temporary, *spool.owner)
     os.chmod(temporary, 0o640)
     os.replace(temporary, final)
+    fsync_dir(spool.faxes)  # the TIFF must be there before the call file that names it
     return final
 
 

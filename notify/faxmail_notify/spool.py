@@ -28,6 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from faxmail.durable import fsync_dir
+
 META, MESSAGE = "meta.json", "message.eml"
 
 
@@ -45,14 +47,6 @@ class Entry:
         return self.path / MESSAGE
 
 
-def _fsync_dir(directory: Path) -> None:
-    descriptor = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
-
-
 def _write_file(path: Path, data: bytes) -> None:
     """Write `data` to `path` atomically and durably (temporary name, fsync, rename)."""
     temporary = path.with_name(f".{path.name}.tmp")
@@ -61,7 +55,7 @@ def _write_file(path: Path, data: bytes) -> None:
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(temporary, path)
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
 class NotifySpool:
@@ -97,7 +91,7 @@ class NotifySpool:
                 raise
         finally:
             shutil.rmtree(temporary, ignore_errors=True)
-        _fsync_dir(self.root)
+        fsync_dir(self.root)
         return True
 
     @contextlib.contextmanager
@@ -134,7 +128,7 @@ class NotifySpool:
         """Take a delivered entry out of the spool (one rename); return where it went."""
         done = self.root / f".done-{entry.name}"
         os.rename(entry.path, done)
-        _fsync_dir(self.root)
+        fsync_dir(self.root)
         entry.path = done
         return done
 
