@@ -47,7 +47,7 @@ senders:
   - address: "@example.jp"
 notify:
   from_address: "FAX Gateway <fax-gw@example.jp>"
-  keep_sent_tiff: true
+  keep_sent_tiff_days: 7
 inbound:
   routes:
     "0312345678": [sales@example.jp]
@@ -430,7 +430,7 @@ def test_resend_checks_the_number_against_the_policy_as_now(site: Site) -> None:
 
     Path(site.rows("SELECT tiff FROM jobs WHERE id = ?", new)[0][0]).unlink()
     gone = site.faxmail("resend", new)
-    assert gone.returncode == 1 and "notify.keep_sent_tiff: true" in gone.stderr
+    assert gone.returncode == 1 and "notify.keep_sent_tiff_days" in gone.stderr
 
 
 # --- stats ----------------------------------------------------------------------------------

@@ -70,6 +70,7 @@ senders:
 language: ja
 notify:
   from_address: "FAX Gateway <fax-gw@example.jp>"
+  keep_sent_tiff_days: 0
 fax:
   channel: "{channel}"
   max_retries: 2
@@ -350,7 +351,7 @@ def send_fax(stack: Stack, message: bytes, rcpt: str = FAX) -> tuple[str, list[I
     job_id, state = stack.job()
     assert state == "queued"
     tiff = stack.spool / "fax" / f"{job_id}.tif"
-    # Read now: notify deletes it after the result mail (policy notify.keep_sent_tiff: false).
+    # Read now: notify deletes it after the result mail (test policy: keep_sent_tiff_days: 0).
     return job_id, tiff_pages(tiff)
 
 

@@ -113,7 +113,7 @@ def test_sent_success_one_mail_with_pdf(env: NotifyEnv, postfix: PostfixInstance
     assert len(pikepdf.open(io.BytesIO(pdf)).pages) == 2
     assert env.job_state(job.id) == "sent"
     assert env.query("SELECT delivered IS NOT NULL FROM results WHERE job_id = ?", job.id) == [(1,)]
-    assert not Path(job.tiff).exists()  # policy notify.keep_sent_tiff: false
+    assert not Path(job.tiff).exists()  # policy notify.keep_sent_tiff_days: 0
     assert env.spooled() == []
     # The same h extension run again (a double call): still one mail.
     assert env.dialplan.run("faxmail-send", "h", channel(job.id)).code == 0
@@ -250,3 +250,16 @@ def test_archived_calls_without_a_final_report_get_their_mail(
     assert env.notify("retry").code == 0
     assert len(settled(postfix, ALICE)) == 1
     assert (env.job_state(expired.id), env.job_state(silent.id)) == ("failed", "failed")
+
+
+def test_sent_tiffs_kept_for_resend_then_pruned(env: NotifyEnv, postfix: PostfixInstance) -> None:
+    env.write_policy(POLICY.replace("  keep_sent_tiff_days: 0\n", "  keep_sent_tiff_days: 2\n"))
+    recent = env.add_job("00000000000000a1")
+    old = env.add_job("00000000000000a2", created=time.time() - 3 * 86400)
+    for job in (recent, old):
+        assert answered_and_done(env, job.id) == 0
+    assert len(postfix.wait_for_delivery(ALICE, count=2)) == 2
+    assert Path(recent.tiff).exists() and Path(old.tiff).exists()  # the mail did not take them
+    assert env.notify("retry").code == 0
+    assert Path(recent.tiff).exists(), "kept for `faxmail resend`"
+    assert not Path(old.tiff).exists(), "older than keep_sent_tiff_days"

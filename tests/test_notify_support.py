@@ -34,6 +34,7 @@ language: ja
 admin_cc: null
 notify:
   from_address: "FAX Gateway <fax-gw@example.jp>"
+  keep_sent_tiff_days: 0
 inbound:
   routes:
     "0312345678": [sales@example.jp, boss@other.example]

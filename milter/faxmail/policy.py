@@ -212,7 +212,9 @@ class Notify(Strict):
     # are queued by faxmail (0: off, as in the seed). The result mail reports every attempt.
     fax_retries: int = Field(default=0, ge=0, le=5)
     admin_cc: Literal["always", "failed", "never"] = "always"  # when admin_cc gets a copy
-    keep_sent_tiff: bool = False  # False: the queued TIFF is deleted after the result mail
+    # The sent TIFF is kept this long after the job ended, so that `faxmail resend` can send it
+    # again (pruned by `faxmail-notify retry`); 0: deleted with the result mail.
+    keep_sent_tiff_days: float = Field(default=7, ge=0, le=366)
 
     @field_validator("from_address")
     @classmethod

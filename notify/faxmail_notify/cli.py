@@ -125,10 +125,11 @@ def _run(ctx: Context, opts: argparse.Namespace) -> int:
     name = _event(ctx, opts)
     if opts.command == "retry":
         from .requeue import release_held
-        from .sweep import sweep_archived
+        from .sweep import prune_sent_tiffs, sweep_archived
 
         release_held(ctx)
         sweep_archived(ctx)
+        prune_sent_tiffs(ctx)
         waiting = deliver_all(ctx)
         for left in waiting:
             print(f"faxmail-notify: still waiting: {left}", file=sys.stderr)

@@ -92,7 +92,7 @@ def build_result(ctx: Context, entry: Entry) -> bytes:
         if pdf is not None:
             attachments.append(Part(pdf, "application/pdf", f"fax-{job.number_dialled}.pdf"))
         lines.append(text["attached_pdf" if pdf is not None else "no_pdf"])
-    if not ctx.policy.notify.keep_sent_tiff:
+    if ctx.policy.notify.keep_sent_tiff_days == 0:
         entry.meta["remove_after"].append(str(tiff))  # the job is over: no call needs it
     lines += ["", text["footer"]]
     built = compose(

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
+from pathlib import Path
 
 from faxmail.callfile import parse_callfile
 
@@ -52,3 +53,28 @@ def sweep_archived(ctx: Context, now: float | None = None) -> int:
                 spool_result(ctx, job.id)
                 settled += 1
     return settled
+
+
+FINISHED = ("sent", "failed", "cancelled")
+
+
+def prune_sent_tiffs(ctx: Context, now: float | None = None) -> int:
+    """Delete the TIFFs of jobs that ended more than notify.keep_sent_tiff_days ago.
+
+    Kept until then so that `faxmail resend` can send the same pages again. Measured from the
+    job's creation: a job ends within hours of it (RetryTime x MaxRetries).
+    """
+    days = ctx.policy.notify.keep_sent_tiff_days
+    if days == 0:
+        return 0  # deleted with the result mail already
+    cutoff = (time.time() if now is None else now) - days * 86400
+    pruned = 0
+    for state in FINISHED:
+        for job in ctx.store.in_state(state):
+            tiff = Path(job.tiff)
+            if job.created < cutoff and tiff.is_file():
+                tiff.unlink(missing_ok=True)
+                pruned += 1
+    if pruned:
+        log.info("deleted %d sent fax TIFFs older than %g days", pruned, days)
+    return pruned

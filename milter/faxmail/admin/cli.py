@@ -210,8 +210,8 @@ def add_job_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
         "Queue a finished (sent, failed or cancelled) job's TIFF again as a new job linked to"
         " it, with its own result mail to the same sender. The number (the job's, or --number)"
         " goes through the policy's checks as it reads now; a number it forbids is refused with"
-        " the milter's SMTP reply. No rate limit applies. The TIFF is kept only until the result"
-        " mail unless the policy sets notify.keep_sent_tiff: true.",
+        " the milter's SMTP reply. No rate limit applies. A job's TIFF is kept for the policy's"
+        " notify.keep_sent_tiff_days (default 7) after it ended.",
     )
     resend.add_argument("job", metavar="JOB", help="job id, or a unique start of it")
     resend.add_argument("--number", metavar="N", help="fax this number instead")

@@ -55,8 +55,8 @@ def resend(admin: Admin, reference: str, number: str | None) -> Resent:
     tiff = Path(original.tiff)
     if not tiff.is_file():
         raise AdminError(
-            f"job {original.id}'s fax {tiff} is gone: it is deleted after the result mail "
-            "unless the policy sets notify.keep_sent_tiff: true"
+            f"job {original.id}'s fax {tiff} is gone: it is kept for the policy's "
+            "notify.keep_sent_tiff_days after the job ended"
         )
     policy = admin.policy()
     try:
