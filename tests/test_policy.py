@@ -81,7 +81,11 @@ def test_reload_keeps_last_good(tmp_path: Path, caplog: pytest.LogCaptureFixture
     assert not holder.reload()
     assert len(holder.current().senders) == 3
     assert "keeping the last good policy" in caplog.text
-    _write(path, "")  # empty file: valid, allows nobody
+    _write(path, "")  # empty file: a save in progress or a truncation, not "allow nobody"
+    assert not holder.reload()
+    assert len(holder.current().senders) == 3
+    assert "is empty; keeping the last good policy" in caplog.text
+    _write(path, "senders: []\n")  # "allow nobody" is said explicitly
     assert holder.reload()
     assert holder.current().senders == ()
     path.unlink()

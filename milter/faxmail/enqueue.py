@@ -74,13 +74,19 @@ class Spool:
 def _place_tiff(source: Path, spool: Spool, job_id: str) -> Path:
     final = spool.faxes / f"{job_id}.tif"
     temporary = spool.faxes / f".{job_id}.tif.tmp"
-    shutil.copyfile(source, temporary)
-    with open(temporary, "rb") as handle:
-        os.fsync(handle.fileno())
-    if spool.owner is not None:
-        os.chown(temporary, *spool.owner)
-    os.chmod(temporary, 0o640)
-    os.replace(temporary, final)
+    try:
+        shutil.copyfile(source, temporary)
+        with open(temporary, "rb") as handle:
+            os.fsync(handle.fileno())
+        if spool.owner is not None:
+            os.chown(temporary, *spool.owner)
+        os.chmod(temporary, 0o640)
+        os.replace(temporary, final)
+    except OSError:
+        # A copy cut short (disk full) would otherwise hold its space until the next restart's
+        # repair(), keeping the spool full while the sender retries.
+        temporary.unlink(missing_ok=True)
+        raise
     fsync_dir(spool.faxes)  # the TIFF must be there before the call file that names it
     return final
 

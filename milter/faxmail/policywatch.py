@@ -67,6 +67,11 @@ class PolicyHolder:
             if stamp is None:
                 log.error("policy file %s is gone; keeping the last good policy", self.path)
                 return False
+            if stamp[1] == 0:
+                # An empty file would load as the embedded default (nobody may fax): far more
+                # likely a save in progress or a truncation by accident than the admin's intent.
+                log.error("policy file %s is empty; keeping the last good policy", self.path)
+                return False
             try:
                 policy = load_yaml(self.path, Policy)
             except ConfigError as exc:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import shutil
 import signal
 import subprocess
 
@@ -19,7 +20,13 @@ def limited_command(argv: list[str], cpu_s: int, memory_bytes: int) -> list[str]
     Both are set by small programs that then exec the tool, not by a preexec_fn: Python
     documents preexec_fn as unsafe in a threaded process (the child can deadlock before exec),
     and the milter daemon is threaded.
+
+    Raises FileNotFoundError when the tool is not on PATH: prlimit would otherwise exit 127
+    and its "failed to execute" line would be judged like the tool's verdict on the document,
+    a permanent 550 for a local fault. Raised here, it becomes the daemon's 451 (retried).
     """
+    if shutil.which(argv[0]) is None:
+        raise FileNotFoundError(f"{argv[0]} not found on PATH")
     return [
         "setpriv",
         "--pdeathsig=KILL",
