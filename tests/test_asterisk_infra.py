@@ -22,6 +22,7 @@ import pytest
 from PIL import Image, ImageChops
 
 from infra.asterisk import AsteriskInstance, StartAsterisk, mounts_under, processes_in
+from infra.net import free_udp_port
 
 pytestmark = pytest.mark.asterisk
 
@@ -133,27 +134,6 @@ print(report)
 """
 
 FAX_TIMEOUT = 120  # seconds; a one-page fax takes 15-20 s
-
-
-def free_udp_port(*hosts: str) -> int:
-    """A UDP port free on every one of ``hosts`` (SIP binds the same port on each)."""
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as first:
-            first.bind((hosts[0], 0))
-            port: int = first.getsockname()[1]
-            others = []
-            try:
-                for h in hosts[1:]:
-                    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-                    others.append(s)
-                    s.bind((h, port))
-            except OSError:
-                continue
-            finally:
-                for s in others:
-                    s.close()
-        return port
-    raise RuntimeError("no free UDP port")
 
 
 def make_tiff(path: Path, text: str) -> None:

@@ -27,7 +27,6 @@ import io
 import itertools
 import os
 import re
-import socket
 import subprocess
 import time
 from collections.abc import Callable
@@ -45,6 +44,7 @@ from infra.dkimkeys import Signer
 from infra.faxstate import callfiles, final_reply, job_rows
 from infra.mail import Attachment, build_message
 from infra.milterproc import MilterProcess
+from infra.net import free_udp_port
 from infra.pdfs import A4_LANDSCAPE, build_pdf, text_page
 from infra.postfix import PostfixInstance, SendResult
 from infra.protocols import MakePostfix, StartMilter
@@ -129,27 +129,6 @@ class Stack:
             if time.monotonic() >= deadline:
                 raise TimeoutError(f"{pattern!r} not in the notify log after {timeout} s")
             time.sleep(0.1)
-
-
-def free_udp_port(*hosts: str) -> int:
-    """A UDP port free on every one of ``hosts`` (the two SIP transports share the number)."""
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as first:
-            first.bind((hosts[0], 0))
-            port: int = first.getsockname()[1]
-            others: list[socket.socket] = []
-            try:
-                for host in hosts[1:]:
-                    other = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-                    others.append(other)
-                    other.bind((host, port))
-            except OSError:
-                continue
-            finally:
-                for other in others:
-                    other.close()
-        return port
-    raise RuntimeError("no free UDP port")
 
 
 @pytest.fixture(scope="session")

@@ -56,7 +56,6 @@ import subprocess
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from types import TracebackType
 from typing import Protocol
 
 #: Modules for G.711 fax over Local channels, call files and System() (see the notes).
@@ -262,7 +261,7 @@ def _inside(path: Path) -> Path:
 class AsteriskInstance:
     """One Asterisk in its own overlay of the chroot ``root``; see the module docstring.
 
-    Use as a context manager, or call :meth:`start` and :meth:`stop` (safe at any time, also
+    Call :meth:`start`, and :meth:`stop` (safe at any time, also
     after a failed start; it always unmounts). After :meth:`stop` the log stays readable.
     """
 
@@ -568,18 +567,6 @@ class AsteriskInstance:
             self._lock = None
         if errors:
             raise AsteriskError("; ".join(errors))
-
-    def __enter__(self) -> AsteriskInstance:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     # ------------------------------------------------------------ talking to it
 

@@ -26,6 +26,28 @@ def free_port(host: str = "127.0.0.1") -> int:
     raise RuntimeError("no free port found")
 
 
+def free_udp_port(*hosts: str) -> int:
+    """A UDP port free on every one of ``hosts`` (SIP transports on several loopback addresses
+    share one port number)."""
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as first:
+            first.bind((hosts[0], 0))
+            port: int = first.getsockname()[1]
+            others: list[socket.socket] = []
+            try:
+                for host in hosts[1:]:
+                    other = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                    others.append(other)
+                    other.bind((host, port))
+            except OSError:
+                continue
+            finally:
+                for other in others:
+                    other.close()
+        return port
+    raise RuntimeError("no free UDP port")
+
+
 def wait_tcp(host: str, port: int, timeout: float) -> bool:
     """Wait until something accepts TCP connections on host:port."""
     deadline = time.monotonic() + timeout

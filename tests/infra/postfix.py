@@ -30,7 +30,6 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 from typing import NamedTuple
 
 from infra.net import free_port
@@ -97,7 +96,7 @@ class PostfixInstance:
     """A private Postfix listening on 127.0.0.1 with a plain and a SASL smtpd port.
 
     ``milter`` is a Postfix milter spec (``unix:/path/sock`` or ``inet:127.0.0.1:PORT``) or
-    None. Use as a context manager or call :meth:`start` / :meth:`cleanup`; :meth:`stop` is
+    None. Call :meth:`start`, then :meth:`cleanup` (the fixtures do); :meth:`stop` is
     safe to call at any time, also after a failed start.
 
     After start: :attr:`port` (plain smtpd) and :attr:`sasl_port` (smtpd offering AUTH
@@ -410,18 +409,6 @@ class PostfixInstance:
     def set_milter(self, milter: str | None) -> None:
         """Switch to another milter spec (or none) and reload."""
         self.configure({"smtpd_milters": milter or ""})
-
-    def __enter__(self) -> PostfixInstance:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.cleanup()
 
     # ----------------------------------------------------------------- SMTP client
 
