@@ -14,11 +14,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-import yaml
-
 from infra.dkimkeys import Signer, default_signers, dns_records
 from infra.dns import DnsServer
-from infra.milterproc import MilterProcess, passmilter
+from infra.milterproc import MilterProcess, faxmail_milter, passmilter
 from infra.postfix import DEFAULT_DOMAINS, PostfixInstance
 
 from .common import ROOT
@@ -35,13 +33,6 @@ senders:
   - address: "@example.jp"
 limits: {per_hour: null, per_day: null, max_message_bytes: 40000000}
 """
-
-
-def faxmail_command(settings: Path) -> list[str]:
-    script = Path(sys.executable).parent / "faxmail-milter"
-    if script.exists():
-        return [str(script), "--settings", str(settings)]
-    return [sys.executable, "-m", "faxmail.daemon", "--settings", str(settings)]
 
 
 class Lab:
@@ -87,33 +78,13 @@ class Lab:
         starts it, but at log level info: debug writes a line per callback, a cost no
         production daemon pays."""
         d = self.subdir("faxmail")
-        policy = d / "policy.yaml"
-        policy.write_text(POLICY)
-        (d / "state").mkdir()
-        spool = d / "asterisk"
-        for sub in ("outgoing", "faxmail-staging", "fax"):
-            (spool / sub).mkdir(parents=True)
-        full: dict[str, Any] = {
-            "socket": socket or f"unix:{d / 'milter.sock'}",
-            "policy": str(policy),
-            "state_dir": str(d / "state"),
-            "log_level": "info",
-            "log_file": str(d / "milter.log"),
-            "authserv_id": "mx.faxmail.test",
-            "dns": {"nameservers": [self.dns.host], "port": self.dns.port, "timeout": 2},
-            "asterisk": {"spool_dir": str(spool), "user": None},
-        }
-        full.update(settings or {})
-        path = d / "settings.yaml"
-        path.write_text(yaml.safe_dump(full, sort_keys=False))
-        proc = MilterProcess(
-            faxmail_command(path),
-            str(full["socket"]),
-            output_path=d / "stdout.log",
-            extra_logs=[Path(full["log_file"])],
-            cwd=d,
+        proc = faxmail_milter(
+            d,
+            dns=(self.dns.host, self.dns.port),
+            policy_yaml=POLICY,
+            settings={**({"socket": socket} if socket else {}), **(settings or {})},
+            log_level="info",
         )
-        proc.settings = full
         return self._start(proc)
 
     def passmilter(self, socket: str | None = None) -> MilterProcess:

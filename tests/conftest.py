@@ -7,18 +7,16 @@ Integration fixtures need root (Postfix) and the packages from ``scripts/install
 from __future__ import annotations
 
 import shutil
-import sys
 import tempfile
 from collections.abc import Callable, Generator, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from infra.dkimkeys import Signer, default_signers, dns_records
 from infra.dns import DnsServer
-from infra.milterproc import MilterProcess, parse_socket
+from infra.milterproc import MilterProcess, faxmail_milter
 from infra.postfix import PostfixInstance
 from infra.protocols import MakePostfix, StartMilter
 
@@ -128,14 +126,6 @@ def postfix(make_postfix: MakePostfix) -> PostfixInstance:
 # ---------------------------------------------------------------- the faxmail milter
 
 
-def milter_command(settings_path: Path) -> list[str]:
-    """How to run the daemon: the venv's console script, else ``python -m``."""
-    script = Path(sys.executable).parent / "faxmail-milter"
-    if script.exists():
-        return [str(script), "--settings", str(settings_path)]
-    return [sys.executable, "-m", "faxmail.daemon", "--settings", str(settings_path)]
-
-
 @pytest.fixture
 def start_milter(request: pytest.FixtureRequest, dns: DnsServer) -> Iterator[StartMilter]:
     """Factory: write settings + policy YAML to a fresh dir, start faxmail-milter, wait
@@ -159,37 +149,9 @@ def start_milter(request: pytest.FixtureRequest, dns: DnsServer) -> Iterator[Sta
         d = Path(tempfile.mkdtemp(prefix="fxm-milter-"))
         d.chmod(0o755)  # smtpd (user postfix) must reach the socket inside
         dirs.append(d)
-        policy_path = d / "policy.yaml"
-        policy_path.write_text(policy_yaml)
-        state_dir = d / "state"
-        state_dir.mkdir()
-        # Asterisk's spool inside the test dir (never /var/spool/asterisk), with the folders
-        # Asterisk would own; user None because the test machine has no asterisk user.
-        spool = d / "asterisk"
-        for sub in ("outgoing", "faxmail-staging", "fax"):
-            (spool / sub).mkdir(parents=True)
-        full: dict[str, Any] = {
-            "socket": f"unix:{d / 'milter.sock'}",
-            "policy": str(policy_path),
-            "state_dir": str(state_dir),
-            "log_level": "debug",
-            "log_file": str(d / "milter.log"),
-            "authserv_id": "mx.faxmail.test",  # the test Postfix's myhostname
-            "dns": {"nameservers": [dns.host], "port": dns.port, "timeout": 2},
-            "asterisk": {"spool_dir": str(spool), "user": None},
-        }
-        full.update(settings or {})
-        settings_path = d / "settings.yaml"
-        settings_path.write_text(yaml.safe_dump(full, sort_keys=False, allow_unicode=True))
-        parse_socket(str(full["socket"]))  # fail early on a spec we cannot wait for
-        proc = MilterProcess(
-            milter_command(settings_path),
-            str(full["socket"]),
-            output_path=d / "stdout.log",
-            extra_logs=[Path(full["log_file"])],
-            cwd=d,
+        proc = faxmail_milter(
+            d, dns=(dns.host, dns.port), policy_yaml=policy_yaml, settings=settings
         )
-        proc.settings = full
         started.append(proc)
         attach_log(request, f"faxmail-milter log ({d})", proc.log)
         proc.start(timeout=timeout)

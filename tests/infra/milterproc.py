@@ -17,6 +17,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+import yaml
+
 from infra.net import wait_tcp, wait_unix
 
 #: tests/infra/passmilter.py, runnable as a script.
@@ -229,3 +231,58 @@ def passmilter(socket: str, workdir: Path, *, dump: Path | None = None) -> Milte
     if dump is not None:
         argv += ["--dump", str(dump)]
     return MilterProcess(argv, socket, output_path=workdir / "passmilter.out")
+
+
+def faxmail_command(settings_path: Path) -> list[str]:
+    """How to run the daemon: the venv's console script, else ``python -m``."""
+    script = Path(sys.executable).parent / "faxmail-milter"
+    if script.exists():
+        return [str(script), "--settings", str(settings_path)]
+    return [sys.executable, "-m", "faxmail.daemon", "--settings", str(settings_path)]
+
+
+def faxmail_milter(
+    d: Path,
+    *,
+    dns: tuple[str, int],
+    policy_yaml: str,
+    settings: Mapping[str, Any] | None = None,
+    log_level: str = "debug",
+) -> MilterProcess:
+    """A not-yet-started faxmail-milter whose every file lives in ``d``.
+
+    Missing settings get defaults there: ``socket`` (unix:d/milter.sock), ``policy`` (the
+    written ``policy_yaml``), ``state_dir``, ``log_file``, ``authserv_id`` (mx.faxmail.test),
+    ``dns`` (host, port) and ``asterisk`` (spool d/asterisk with outgoing/, faxmail-staging/,
+    fax/; user None: the test machine has no asterisk user). Given keys win (shallow merge);
+    the full settings are on ``.settings``.
+    """
+    policy_path = d / "policy.yaml"
+    policy_path.write_text(policy_yaml)
+    (d / "state").mkdir()
+    spool = d / "asterisk"  # never /var/spool/asterisk
+    for sub in ("outgoing", "faxmail-staging", "fax"):
+        (spool / sub).mkdir(parents=True)
+    full: dict[str, Any] = {
+        "socket": f"unix:{d / 'milter.sock'}",
+        "policy": str(policy_path),
+        "state_dir": str(d / "state"),
+        "log_level": log_level,
+        "log_file": str(d / "milter.log"),
+        "authserv_id": "mx.faxmail.test",  # the test Postfix's myhostname
+        "dns": {"nameservers": [dns[0]], "port": dns[1], "timeout": 2},
+        "asterisk": {"spool_dir": str(spool), "user": None},
+    }
+    full.update(settings or {})
+    settings_path = d / "settings.yaml"
+    settings_path.write_text(yaml.safe_dump(full, sort_keys=False, allow_unicode=True))
+    parse_socket(str(full["socket"]))  # fail early on a spec we cannot wait for
+    proc = MilterProcess(
+        faxmail_command(settings_path),
+        str(full["socket"]),
+        output_path=d / "stdout.log",
+        extra_logs=[Path(full["log_file"])],
+        cwd=d,
+    )
+    proc.settings = full
+    return proc
