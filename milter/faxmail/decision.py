@@ -127,6 +127,7 @@ class Gateway:
         limits = rate_limits(policy, identity.entry)
         for recipient in recipients:
             check_destination(recipient.number, policy, identity.entry)
+        # A cheap read before the costly render; admit() counts again inside its transaction.
         check_rate(self.store, identity.author, limits, time.time())
         problems = [] if self.dry_run else self.spool.problems()
         if problems:
