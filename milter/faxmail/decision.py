@@ -24,7 +24,7 @@ from .documents import Document
 from .enqueue import Spool, enqueue, new_job_id
 from .extract import extract_documents, parse_message
 from .facts import MessageFacts, message_facts
-from .policy import Policy
+from .policy import Fax, Policy
 from .policywatch import PolicyHolder
 from .recipient import FaxRecipient, parse_recipient
 from .render import RenderedFax, Renderer, RenderOptions
@@ -52,6 +52,7 @@ class Queued:
     jobs: dict[str, str]  # fax address → job id (an earlier job's id for a resent duplicate)
     pages: int
     facts: MessageFacts
+    fax: Fax  # the policy's fax settings this decision used (what to do with the mail now)
 
 
 BIG_MESSAGE_BYTES = 4 * 1024 * 1024
@@ -141,9 +142,8 @@ class Gateway:
                 documents, workdir
             )
             if self.dry_run:
-                return Queued(
-                    identity, {r.address: "(dry run)" for r in recipients}, rendered.pages, facts
-                )
+                dry = {r.address: "(dry run)" for r in recipients}
+                return Queued(identity, dry, rendered.pages, facts, policy.fax)
             # enqueue: one job per fax recipient
             digest = _digest(documents)
             jobs = {
@@ -159,7 +159,7 @@ class Gateway:
             }
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
-        return Queued(identity, jobs, rendered.pages, facts)
+        return Queued(identity, jobs, rendered.pages, facts, policy.fax)
 
     def _renderer(self, policy: Policy, pages: int) -> Renderer:
         """The renderer for these options; all share the daemon's concurrency slots."""

@@ -213,15 +213,15 @@ class FaxMilter(Milter.Base):  # type: ignore[misc]
                 address,
                 queued.pages,
             )
-        policy = self.gateway.policy
-        if self.other_rcpts == 0 and policy.fax.after_queueing == "discard":
+        fax = queued.fax  # as decided, even if the policy was edited meanwhile
+        if self.other_rcpts == 0 and fax.after_queueing == "discard":
             return DISCARD  # nobody else is to receive it
         # The leading space is ours to write: we negotiated header_leading_space.
         results = authentication_results(self.authserv_id, queued.identity)
         self.addheader("Authentication-Results", " " + results, 0)  # on top (RFC 8601)
         self.addheader("X-Faxmail-Job", " " + ", ".join(sorted(set(queued.jobs.values()))))
-        if policy.fax.after_queueing == "archive" and policy.fax.archive_address:
-            self.addrcpt(f"<{policy.fax.archive_address}>")
+        if fax.after_queueing == "archive" and fax.archive_address:
+            self.addrcpt(f"<{fax.archive_address}>")
         for recipient in self.fax_rcpts:
             self.delrcpt(f"<{recipient.address}>")
         return ACCEPT
