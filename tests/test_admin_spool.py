@@ -299,6 +299,9 @@ def race_round(spool: Spool, rng: random.Random, grace: float) -> tuple[str, byt
     start = threading.Barrier(2)
     read: list[bytes | None] = []
     delay = rng.uniform(0, 0.0015)
+    # Either side may start first: on a fast, idle machine a head start for "Asterisk" alone
+    # let cancel win nearly every round, and the race was never run the other way round.
+    cancel_delay = rng.uniform(0, 0.003)
 
     def asterisk() -> None:
         start.wait()
@@ -323,6 +326,9 @@ def race_round(spool: Spool, rng: random.Random, grace: float) -> tuple[str, byt
     thread = threading.Thread(target=asterisk)
     thread.start()
     start.wait()
+    deadline = time.perf_counter() + cancel_delay
+    while time.perf_counter() < deadline:
+        pass
     try:
         withdraw(spool.outgoing, spool.parking, NAME, grace=grace, clock=clock, sleep=sleep)
         outcome = "cancelled"

@@ -24,7 +24,6 @@ import email
 import email.message
 import email.policy
 import io
-import itertools
 import os
 import re
 import subprocess
@@ -486,7 +485,10 @@ def test_busy_destination_one_failure_mail_after_three_attempts(
         ("3", "話し中"),
     ]
     times = [time.mktime(time.strptime(at, "%Y-%m-%d %H:%M:%S")) for _, at, _ in attempts]
-    assert all(9 <= later - earlier <= 30 for earlier, later in itertools.pairwise(times)), times
+    # In order; their spacing is Asterisk's RetryTime plus however late System() ran: a busy
+    # machine delays notify's record of an attempt, so the gaps are not asserted (no timing
+    # asserts). The dial count is proved from Asterisk's own log below.
+    assert times == sorted(times), times
     assert len(pdf_pages(pdf_attachment(mail))) == 2  # the document that could not be sent
 
     # Asterisk is done with the call file (Expired after its 3 attempts) and notify with the
