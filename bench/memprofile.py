@@ -78,7 +78,7 @@ def profile(mail: bytes, lab: Lab) -> tuple[list[Step], float]:
     )
     runtime = build_runtime(settings, mode="dry-run")
     steps: list[Step] = []
-    names = ("parse_message", "message_facts", "identify_sender", "extract_documents")
+    names = ("parse_message_file", "message_facts", "identify_sender", "extract_documents")
     originals = {n: getattr(decision, n) for n in names}
     try:
         for name, fn in originals.items():
@@ -90,22 +90,13 @@ def profile(mail: bytes, lab: Lab) -> tuple[list[Step], float]:
             "fax+03-1234-5678@example.jp", policy_now.fax_address, policy_now.destinations.region
         )
         assert rcpt is not None
-        head, _, body = mail.partition(b"\r\n\r\n")
         tracemalloc.start()
-        # milterd: headers as a list of lines, the body in a SpooledTemporaryFile (1 MiB in
-        # memory, then disk), and at end of message one bytes object of the whole mail
+        # milterd: the mail spooled as it arrives (1 MiB in memory, then disk), decided from
+        # the spool file
         with tempfile.SpooledTemporaryFile(max_size=1024 * 1024) as content:
-            for i in range(0, len(body), 65536):
-                content.write(body[i : i + 65536])
-            header_lines = [line + b"\r\n" for line in head.split(b"\r\n")]
-            del head, body
-
-            def eom_join() -> bytes:
-                content.seek(0)
-                return b"".join(header_lines) + b"\r\n" + content.read()
-
-            raw = _measured("milterd.eom: read + join", steps, eom_join)()
-        runtime.gateway.decide(Session("alice@example.jp"), [rcpt], raw)
+            for i in range(0, len(mail), 65536):
+                content.write(mail[i : i + 65536])
+            runtime.gateway.decide(Session("alice@example.jp"), [rcpt], content)
         tracemalloc.stop()
     finally:
         for name, fn in originals.items():

@@ -3,6 +3,7 @@ Postfix tests use a real DNS server)."""
 
 from __future__ import annotations
 
+import io
 import ipaddress
 
 import pytest
@@ -49,15 +50,20 @@ def code(exc: pytest.ExceptionInfo[Refusal]) -> str:
 
 def test_aligned_signature_passes(signers: dict[str, Signer], lookup: TxtLookup) -> None:
     raw = signers["example.jp"].sign(mail())
-    passed = verify_dkim(raw, "example.jp", [FAX], lookup, CONFIG)
+    passed = verify_dkim(io.BytesIO(raw), "example.jp", [FAX], lookup, CONFIG)
     assert (passed.domain, passed.selector, passed.key_bits) == ("example.jp", "sel", 2048)
 
 
 def test_relaxed_alignment_accepts_subdomain(signers: dict[str, Signer], lookup: TxtLookup) -> None:
     raw = signers["example.jp"].sign(mail(author="alice@mail.example.jp"))
-    assert verify_dkim(raw, "mail.example.jp", [FAX], lookup, CONFIG).domain == "example.jp"
+    assert (
+        verify_dkim(io.BytesIO(raw), "mail.example.jp", [FAX], lookup, CONFIG).domain
+        == "example.jp"
+    )
     with pytest.raises(Refusal) as caught:
-        verify_dkim(raw, "mail.example.jp", [FAX], lookup, Authentication(alignment="strict"))
+        verify_dkim(
+            io.BytesIO(raw), "mail.example.jp", [FAX], lookup, Authentication(alignment="strict")
+        )
     assert code(caught) == "550 5.7.22"
 
 
@@ -96,13 +102,13 @@ def test_refusals(case: str, expected: str, signers: dict[str, Signer], lookup: 
     elif case == "dns down":
         raw, dns = signers["example.jp"].sign(raw), dead_dns
     with pytest.raises(Refusal) as caught:
-        verify_dkim(raw, "example.jp", [FAX], dns, CONFIG)
+        verify_dkim(io.BytesIO(raw), "example.jp", [FAX], dns, CONFIG)
     assert code(caught) == expected
 
 
 def test_l_covering_whole_body_passes(signers: dict[str, Signer], lookup: TxtLookup) -> None:
     raw = signers["example.jp"].sign(mail(), length=True)
-    assert verify_dkim(raw, "example.jp", [FAX], lookup, CONFIG).domain == "example.jp"
+    assert verify_dkim(io.BytesIO(raw), "example.jp", [FAX], lookup, CONFIG).domain == "example.jp"
 
 
 POLICY = parse_yaml(
@@ -131,21 +137,31 @@ def test_identify_by_each_proof(signers: dict[str, Signer], lookup: TxtLookup) -
     unsigned = mail(author="scanner@example.jp")
     lan = session(client_ip=ipaddress.ip_address("192.168.10.7"))
     who = identify_sender(
-        "scanner@example.jp", lan, POLICY, raw=unsigned, fax_addresses=[FAX], lookup=dead_dns
+        "scanner@example.jp",
+        lan,
+        POLICY,
+        message=io.BytesIO(unsigned),
+        fax_addresses=[FAX],
+        lookup=dead_dns,
     )
     assert who.proof == "network"
     who = identify_sender(
         "tanaka@anywhere.example",
         session(sasl_user="tanaka"),
         POLICY,
-        raw=mail(author="tanaka@anywhere.example"),
+        message=io.BytesIO(mail(author="tanaka@anywhere.example")),
         fax_addresses=[FAX],
         lookup=dead_dns,
     )
     assert who.proof == "sasl"
     signed = signers["example.jp"].sign(mail())
     who = identify_sender(
-        "alice@example.jp", session(), POLICY, raw=signed, fax_addresses=[FAX], lookup=lookup
+        "alice@example.jp",
+        session(),
+        POLICY,
+        message=io.BytesIO(signed),
+        fax_addresses=[FAX],
+        lookup=lookup,
     )
     assert who.proof == "dkim" and who.dkim is not None
 
@@ -157,7 +173,7 @@ def test_network_outside_needs_dkim(lookup: TxtLookup) -> None:
             "scanner@example.jp",
             outside,
             POLICY,
-            raw=mail(author="scanner@example.jp"),
+            message=io.BytesIO(mail(author="scanner@example.jp")),
             fax_addresses=[FAX],
             lookup=lookup,
         )
@@ -170,7 +186,7 @@ def test_unknown_author_is_refused_before_dkim(lookup: TxtLookup) -> None:
             "eve@evil.example",
             session(),
             POLICY,
-            raw=mail(author="eve@evil.example"),
+            message=io.BytesIO(mail(author="eve@evil.example")),
             fax_addresses=[FAX],
             lookup=dead_dns,
         )

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import email.utils
 import logging
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import IO, Any
 
 import dkim
-from dkim.canonicalization import CanonicalizationPolicy
 
+from .dkimbody import BodyHash, BodySpec, body_hash, read_header_block
 from .dnslookup import DnsTempError, TxtLookup
 from .policy import Authentication, Policy, Proof, Sender
 from .replies import (
@@ -48,13 +52,46 @@ def aligned(signing_domain: str, author_domain: str, mode: str) -> bool:
     return organizational_domain(signing_domain) == organizational_domain(author_domain)
 
 
-def _unacceptable(signer: dkim.DKIM, fax_addresses: Sequence[str]) -> str | None:
+class _HeaderSignature(dkim.DKIM):  # type: ignore[misc]
+    """dkimpy given the header only: the body hash comes from a stream over the spool file.
+
+    dkimpy would canonicalise the whole body in memory; here each distinct bh= recipe is
+    computed once by dkimbody.py and compared before dkimpy checks the header signature.
+    """
+
+    def __init__(self, message: IO[bytes], minkey: int) -> None:
+        header, self.body_offset = read_header_block(message)
+        super().__init__(header + b"\r\n", minkey=minkey)
+        self.message = message
+        self.body_hashes: dict[BodySpec, BodyHash] = {}
+        self.last_body: BodyHash | None = None
+
+    def body_hash(self, spec: BodySpec) -> BodyHash:
+        if spec not in self.body_hashes:
+            self.body_hashes[spec] = body_hash(self.message, self.body_offset, spec)
+        return self.body_hashes[spec]
+
+    def verify_sig_process(
+        self, sig: dict[bytes, bytes], include_headers: Any, sig_header: Any, dnsfunc: Any
+    ) -> bool:
+        computed = self.body_hash(BodySpec.of(sig))
+        try:
+            expected = base64.b64decode(re.sub(rb"\s+", b"", sig[b"bh"]), validate=True)
+        except binascii.Error:
+            raise dkim.MessageFormatError("bh= is not base64") from None
+        if computed.digest != expected:
+            raise dkim.ValidationError("body hash mismatch")
+        self.last_body = computed
+        without_body = {tag: value for tag, value in sig.items() if tag != b"bh"}
+        return bool(super().verify_sig_process(without_body, include_headers, sig_header, dnsfunc))
+
+
+def _unacceptable(signer: _HeaderSignature, fax_addresses: Sequence[str]) -> str | None:
     """Why a valid, aligned signature still does not vouch for this fax, or None."""
     sig = signer.signature_fields
-    if b"l" in sig:
-        canon = CanonicalizationPolicy.from_c_value(sig.get(b"c", b"simple/simple"))
-        if int(sig[b"l"]) < len(canon.canonicalize_body(signer.body)):
-            return "the signature does not cover the whole body (l=)"
+    body = signer.last_body
+    if b"l" in sig and body is not None and int(sig[b"l"]) < body.canonical_length:
+        return "the signature does not cover the whole body (l=)"
     signed = [(name.lower(), value) for name, value in signer.signed_headers]
     if not any(name == b"from" for name, _ in signed):
         return "From: is not signed"
@@ -71,14 +108,20 @@ def _unacceptable(signer: dkim.DKIM, fax_addresses: Sequence[str]) -> str | None
 
 
 def verify_dkim(
-    raw: bytes,
+    message: IO[bytes],
     author_domain: str,
     fax_addresses: Sequence[str],
     lookup: TxtLookup,
     config: Authentication,
 ) -> DkimPass:
-    """Return the first acceptable signature; raise Refusal with the RFC 7372 code otherwise."""
-    signer = dkim.DKIM(raw, minkey=config.min_key_bits)
+    """Return the first acceptable signature; raise Refusal with the RFC 7372 code otherwise.
+
+    `message` is the whole mail as a seekable binary file (the milter's spool file)."""
+    try:
+        signer = _HeaderSignature(message, minkey=config.min_key_bits)
+    except dkim.DKIMException as exc:
+        log.info("DKIM: header unreadable: %s", exc)
+        raise Refusal(DKIM_NONE) from None
     count = sum(1 for name, _ in signer.headers if name.lower() == b"dkim-signature")
     dns_fault: str | None = None
     unaligned = False
@@ -127,7 +170,7 @@ def identify_sender(
     session: Session,
     policy: Policy,
     *,
-    raw: bytes,
+    message: IO[bytes],
     fax_addresses: Sequence[str],
     lookup: TxtLookup,
 ) -> Identity:
@@ -150,6 +193,6 @@ def identify_sender(
     ]
     if not wanting_dkim:
         raise Refusal(FROM_NOT_ALLOWED.format(sender=author))
-    passed = verify_dkim(raw, domain_of(author), fax_addresses, lookup, policy.authentication)
+    passed = verify_dkim(message, domain_of(author), fax_addresses, lookup, policy.authentication)
     entry = wanting_dkim[0]
     return Identity(author, entry, "sasl" if "dkim" not in entry.proof else "dkim", passed)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import shutil
 import tempfile
 import threading
@@ -16,13 +17,14 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 from .authenticate import Identity, identify_sender
 from .authorize import check_destination, check_rate, max_pages, rate_limits
 from .dnslookup import TxtLookup
 from .documents import Document
 from .enqueue import Spool, enqueue, new_job_id
-from .extract import extract_documents, parse_message
+from .extract import extract_documents, parse_message_file
 from .facts import MessageFacts, message_facts
 from .policy import Fax, Policy
 from .policywatch import PolicyHolder
@@ -68,8 +70,8 @@ class Gateway:
     renderer: Renderer
     work_root: Path
     dry_run: bool = False  # decide only: render to check, queue nothing
-    # A mail being decided is held several times in memory (raw bytes, parsed MIME, DKIM's
-    # canonical body): big ones take turns, so memory stays bounded however many arrive at once.
+    # A mail being decided is parsed into memory (its documents' encoded text): big ones take
+    # turns, so memory stays bounded however many arrive at once.
     _big_messages: threading.Semaphore = field(default_factory=lambda: threading.Semaphore(1))
 
     @property
@@ -104,12 +106,15 @@ class Gateway:
             self._big_messages.release()
 
     # --- end of message: the whole decision ----------------------------------------------
-    def decide(self, session: Session, recipients: Sequence[FaxRecipient], raw: bytes) -> Queued:
+    def decide(
+        self, session: Session, recipients: Sequence[FaxRecipient], mail: IO[bytes]
+    ) -> Queued:
+        """Decide on the whole mail in `mail`, a seekable binary file (never read whole)."""
         policy = self.policy
-        if len(raw) > policy.limits.max_message_bytes:
+        if mail.seek(0, os.SEEK_END) > policy.limits.max_message_bytes:
             raise Refusal(MESSAGE_TOO_BIG.format(limit=policy.limits.max_message_bytes))
         # parse
-        message = parse_message(raw)
+        message = parse_message_file(mail)
         facts = message_facts(message)
         if facts.from_count != 1:
             raise Refusal(FROM_NOT_SINGLE.format(count=facts.from_count))
@@ -120,7 +125,7 @@ class Gateway:
             facts.from_address,
             session,
             policy,
-            raw=raw,
+            message=mail,
             fax_addresses=[r.address for r in recipients],
             lookup=self.lookup,
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +56,7 @@ def run_dry(
         details: dict[str, Any] = {}
         if fax:
             try:
-                queued = runtime.gateway.decide(session, fax, raw)
+                queued = runtime.gateway.decide(session, fax, io.BytesIO(raw))
             except Refusal as refusal:
                 answers.append(_entry("DATA", None, refusal.reply))
             else:

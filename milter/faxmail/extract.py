@@ -26,13 +26,16 @@ from __future__ import annotations
 import binascii
 import email
 import email.message
+import email.parser
 import email.policy
+import io
 import os
 import re
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import IO, Literal
 
 from .documents import Document
 from .headertext import decode_header_text, from_8bit
@@ -56,15 +59,25 @@ LABEL_NAME_LIMIT = 80
 
 
 def parse_message(raw: bytes) -> email.message.Message:
-    """Parse a whole mail the tolerant way (compat32: fast, records defects, keeps 8-bit bytes).
+    """Parse a whole mail the tolerant way (compat32: fast, records defects, keeps 8-bit bytes)."""
+    return parse_message_file(io.BytesIO(raw))
+
+
+def parse_message_file(mail: IO[bytes]) -> email.message.Message:
+    """Parse the mail in a seekable binary file, fed to the parser in pieces (never read whole).
 
     The stdlib parser recurses once per nesting level and hits the recursion limit around
     300-1000 levels; such a mail is refused as too deeply nested instead of crashing the step.
     """
+    mail.seek(0)
+    # As BytesParser does, but newline="": line ends stay as sent, as in message_from_bytes.
+    text = io.TextIOWrapper(mail, encoding="ascii", errors="surrogateescape", newline="")
     try:
-        return email.message_from_bytes(raw, policy=email.policy.compat32)
+        return email.parser.Parser(policy=email.policy.compat32).parse(text)
     except RecursionError:
         raise Refusal(MIME_TOO_DEEP.format(limit=MAX_DEPTH)) from None
+    finally:
+        text.detach()  # leaves `mail` open: it belongs to the caller
 
 
 # =============================================================================================
@@ -147,21 +160,24 @@ def extract_documents(
     """
     candidates = _candidates(message, max_parts, max_depth)
     documents: list[Document] = []
+    staging = workdir / "part.new"
     try:
         for candidate in candidates:
             number = len(documents) + 1
             label = _label(number, candidate.name)
-            data = _body_bytes(candidate.part, label)
-            kind = sniff(data)
+            _write_body(candidate.part, label, staging)
+            kind = sniff(_head(staging))
             if candidate.expected is not None and kind != candidate.expected:
+                staging.unlink()
                 continue  # a generic part we guessed wrong about: not a document
             if kind is None:
                 why = "it is not a PDF, TIFF, PNG or JPEG file"
                 raise Refusal(DOCUMENT_DAMAGED.format(name=label, why=why))
             path = workdir / f"part-{number:02d}.{kind}"
-            _write_new(path, data)
+            staging.rename(path)
             documents.append(Document(kind, path, label))
     except BaseException:
+        staging.unlink(missing_ok=True)
         for document in documents:
             document.path.unlink(missing_ok=True)
         raise
@@ -261,38 +277,62 @@ def _label(number: int, name: str | None) -> str:
     return f"attachment {number} ({base})" if base else f"attachment {number}"
 
 
-def _body_bytes(part: email.message.Message, label: str) -> bytes:
+BASE64_PIECE = 1024 * 1024  # characters decoded at a time: a document is never in memory twice
+_BASE64_JUNK = b" \t\r\n\v\f"
+_NOT_SPACE = re.compile(r"[^ \t\r\n\v\f]")
+
+
+def _write_body(part: email.message.Message, label: str, path: Path) -> None:
+    """Decode the part's body into a new file at `path`; Refusal if damaged or empty."""
     payload = part.get_payload()
     if not isinstance(payload, str):
         raise Refusal(DOCUMENT_DAMAGED.format(name=label, why="unreadable MIME part"))
     encoding = str(part.get("content-transfer-encoding", "7bit")).strip().lower()
-    if encoding == "base64":
-        # Strict, unlike compat32's decoder: a damaged document must be refused, not faxed with
-        # garbage pages. (8-bit bytes in the text come back as U+FFFD and fail here too.)
-        raw = payload.encode("utf-8", "replace").translate(None, b" \t\r\n\v\f")
-        try:
-            data = binascii.a2b_base64(raw, strict_mode=True)
-        except binascii.Error:
-            raise Refusal(DOCUMENT_DAMAGED.format(name=label, why="bad base64")) from None
-    elif encoding in ("quoted-printable", "7bit", "8bit", "binary", ""):
-        # compat32 gives back the exact received bytes here (get_payload() alone would not).
-        decoded = part.get_payload(decode=True)
-        data = decoded if isinstance(decoded, bytes) else b""
-    else:
+    if encoding not in ("base64", "quoted-printable", "7bit", "8bit", "binary", ""):
         why = f"unsupported transfer encoding {encoding[:40]}"
         raise Refusal(DOCUMENT_DAMAGED.format(name=label, why=why))
-    if not data:
+    with _open_new(path) as handle:
+        if encoding == "base64":
+            _decode_base64(payload, handle.write, label)
+        else:
+            # compat32 gives back the exact received bytes here (get_payload() alone would not).
+            decoded = part.get_payload(decode=True)
+            handle.write(decoded if isinstance(decoded, bytes) else b"")
+        empty = handle.tell() == 0
+    if empty:
         raise Refusal(DOCUMENT_DAMAGED.format(name=label, why="it is empty"))
-    return data
 
 
-def _write_new(path: Path, data: bytes) -> None:
+def _decode_base64(text: str, write: Callable[[bytes], object], label: str) -> None:
+    """Strict base64, piece by piece, unlike compat32's decoder: a damaged document must be
+    refused, not faxed with garbage pages. (8-bit bytes come back as U+FFFD and fail too.)"""
+    padding = text.find("=")
+    data_end = len(text) if padding < 0 else padding
+    # Padding may only be followed by more padding and white space.
+    tail = text[data_end : data_end + 64]
+    if padding >= 0 and _NOT_SPACE.search(text, data_end + 64):
+        raise Refusal(DOCUMENT_DAMAGED.format(name=label, why="bad base64"))
+    carry = b""
+    try:
+        for start in range(0, data_end, BASE64_PIECE):
+            piece = text[start : min(start + BASE64_PIECE, data_end)]
+            chunk = carry + piece.encode("utf-8", "replace").translate(None, _BASE64_JUNK)
+            whole = len(chunk) - len(chunk) % 4
+            write(binascii.a2b_base64(chunk[:whole], strict_mode=True))
+            carry = chunk[whole:]
+        last = carry + tail.encode("utf-8", "replace").translate(None, _BASE64_JUNK)
+        if last:
+            write(binascii.a2b_base64(last, strict_mode=True))
+    except binascii.Error:
+        raise Refusal(DOCUMENT_DAMAGED.format(name=label, why="bad base64")) from None
+
+
+def _head(path: Path) -> bytes:
+    with path.open("rb") as handle:
+        return handle.read(1024)
+
+
+def _open_new(path: Path) -> IO[bytes]:
     """Create `path` (never overwrite, never follow a link) readable by us only."""
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-    descriptor = os.open(path, flags, 0o600)
-    try:
-        with os.fdopen(descriptor, "wb") as handle:
-            handle.write(data)
-    except BaseException:
-        path.unlink(missing_ok=True)
-        raise
+    return os.fdopen(os.open(path, flags, 0o600), "wb")

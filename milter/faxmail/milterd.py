@@ -73,7 +73,6 @@ class FaxMilter(Milter.Base):  # type: ignore[misc]
         self.session: Session | None = None
         self.fax_rcpts: list[FaxRecipient] = []
         self.other_rcpts = 0
-        self.header_bytes_seen: list[bytes] = []
         self.content: tempfile.SpooledTemporaryFile[bytes] | None = None
         self.size = 0
 
@@ -128,6 +127,7 @@ class FaxMilter(Milter.Base):  # type: ignore[misc]
         if not self.fax_rcpts:
             return ACCEPT  # ordinary mail: Postfix sends us no headers and no body
         COUNTERS.add(fax_messages=1)
+        # The whole mail (header lines, empty line, body) as it arrives; read back in pieces.
         self.content = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)  # noqa: SIM115 - closed in close()/abort()
         return CONTINUE
 
@@ -141,33 +141,27 @@ class FaxMilter(Milter.Base):  # type: ignore[misc]
             + value.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
             + b"\r\n"
         )
-        refused = self._refuse_if_too_big(len(line))
-        if refused is not None:
-            return refused
-        self.header_bytes_seen.append(line)
-        return CONTINUE
+        return self._spool(line)
 
     def eoh(self) -> int:
         trace.debug("eoh")
-        return CONTINUE
+        return self._spool(b"\r\n")  # the empty line between header and body
 
     def body(self, chunk: bytes) -> int:
         COUNTERS.add(bodies=1)
         trace.debug("body")
-        refused = self._refuse_if_too_big(len(chunk))
-        if refused is not None:
-            return refused
-        assert self.content is not None
-        self.content.write(chunk)
-        return CONTINUE
+        return self._spool(chunk)
 
-    def _refuse_if_too_big(self, size: int) -> int | None:
-        """Count bytes as they arrive (clients need not declare SIZE); refuse past the limit."""
-        self.size += size
+    def _spool(self, data: bytes) -> int:
+        """Append to the spooled mail, counting bytes as they arrive (clients need not declare
+        SIZE): past the limit the mail is refused before it fills the disk."""
+        self.size += len(data)
         limit = self.gateway.policy.limits.max_message_bytes
         if self.size > limit:
             return self._answer(MESSAGE_TOO_BIG.format(limit=limit))
-        return None
+        assert self.content is not None
+        self.content.write(data)
+        return CONTINUE
 
     def eom(self) -> int:
         trace.debug("eom")
@@ -180,11 +174,7 @@ class FaxMilter(Milter.Base):  # type: ignore[misc]
         )
         try:
             with self.gateway.memory_slot(self.size):
-                self.content.seek(0)
-                raw = b"".join(self.header_bytes_seen) + b"\r\n" + self.content.read()
-                self._close_body()  # the spooled copy is no longer needed
-                queued = self.gateway.decide(session, self.fax_rcpts, raw)
-                del raw
+                queued = self.gateway.decide(session, self.fax_rcpts, self.content)
         except Refusal as refusal:
             log.info(
                 "reject queue_id=%s from=%s rcpts=%s: %s",
@@ -199,6 +189,8 @@ class FaxMilter(Milter.Base):  # type: ignore[misc]
                 "queue_id=%s: internal error; answering %s", session.queue_id, LOCAL_ERROR
             )
             return self._answer(LOCAL_ERROR)
+        finally:
+            self._close_body()  # the spooled mail is no longer needed
         return self._deliver(session, queued)
 
     def _deliver(self, session: Session, queued: Queued) -> int:

@@ -3,6 +3,7 @@ running the milter's own pipeline (policy, DKIM, render, enqueue) on one accepte
 
 from __future__ import annotations
 
+import io
 import logging
 import re
 from dataclasses import dataclass
@@ -69,7 +70,7 @@ def send_fax(
             recipient = runtime.gateway.check_recipient(session, address)
             if recipient is None:
                 return Outcome(EX_DATAERR, f"{address} is not a fax address of this policy")
-            queued = runtime.gateway.decide(session, [recipient], raw)
+            queued = runtime.gateway.decide(session, [recipient], io.BytesIO(raw))
         except Refusal as refusal:
             log.info(
                 "sendfax refused %s from %s: %s", number, session.envelope_sender, refusal.reply
