@@ -83,7 +83,8 @@ def assert_consistent(milter: MilterProcess) -> None:
     assert [p.name for p in (spool / "outgoing").iterdir() if p.suffix != ".call"] == []
     for call in callfiles(milter):
         assert dict(parse_callfile(call.read_bytes()))["Channel"], call
-    assert list((spool / "faxmail-staging").iterdir()) == []
+    staging = spool / "faxmail-staging"
+    assert [p for p in staging.rglob("*") if not p.is_dir()] == []  # ready/ included
     assert {p.stem for p in (spool / "fax").iterdir()} == queued_ids(milter)
     assert [state for _, state in job_rows(milter) if state == "queueing"] == []
 
@@ -215,6 +216,187 @@ def test_spool_not_writable_is_451_then_recovers(
     assert callfiles(milter) == [] and queued_ids(milter) == set()
     assert "is not writable" in milter.log()
     assert_healthy(milter, postfix, dkim_keys["example.jp"])
+
+
+# ---------------------------------------------------------------- faults after admission
+
+
+@contextlib.contextmanager
+def immutable(path: Path) -> Iterator[None]:
+    """We are root: only an immutable folder refuses us."""
+    subprocess.run(["chattr", "+i", str(path)], check=True)
+    try:
+        yield
+    finally:
+        subprocess.run(["chattr", "-i", str(path)], check=True)
+
+
+@contextlib.contextmanager
+def moved_away(path: Path) -> Iterator[None]:
+    """The Asterisk outgoing folder vanishes (a package upgrade, an admin's mistake)."""
+    gone = path.with_name(path.name + ".gone")
+    path.rename(gone)
+    try:
+        yield
+    finally:
+        gone.rename(path)
+
+
+@contextlib.contextmanager
+def disk_full(spool: Path) -> Iterator[None]:
+    filler = spool / "filler"
+    fill(filler)
+    try:
+        yield
+    finally:
+        filler.unlink()
+
+
+@contextlib.contextmanager
+def store_locked(milter: MilterProcess) -> Iterator[None]:
+    """Another process holds SQLite's write lock longer than the store waits (5 s)."""
+    db = Path(milter.settings["state_dir"]) / "faxmail.sqlite"
+    script = (
+        "import sqlite3, sys, time\n"
+        "db = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
+        "db.execute('BEGIN EXCLUSIVE')\n"
+        "print('locked', flush=True)\n"
+        "time.sleep(120)\n"
+    )
+    holder = subprocess.Popen(
+        [sys.executable, "-c", script, str(db)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "locked\n"
+        yield
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def paused_daemon(milter: MilterProcess, point: str, workdir: Path) -> Path:
+    """Restart the daemon so that it stops at queueing step ``point`` while the returned file
+    exists (crashpoints.py); the test creates it to arm the pause."""
+    flag = workdir / f"pause-{point}"
+    milter.stop()
+    milter.env = {**os.environ, "FAXMAIL_PAUSE_AT": point, "FAXMAIL_PAUSE_FILE": str(flag)}
+    milter.start()
+    return flag
+
+
+def send_with_fault(
+    postfix: PostfixInstance,
+    signer: Signer,
+    flag: Path,
+    fault: contextlib.AbstractContextManager[None],
+    stack: contextlib.ExitStack,
+    tag: str,
+) -> str:
+    """Send a fax mail; when the daemon reaches the paused step, start ``fault`` (in ``stack``,
+    which removes it) and let the daemon go on into it. Returns the reply."""
+    flag.touch()
+    here = flag.with_name(flag.name + ".here")
+    replies: list[str] = []
+    sender = threading.Thread(target=lambda: replies.append(send_fax(postfix, signer, tag)))
+    sender.start()
+    try:
+        deadline = time.monotonic() + 60
+        while not here.exists():
+            assert time.monotonic() < deadline, "the daemon never reached the pause"
+            assert sender.is_alive() or not replies, replies
+            time.sleep(0.02)
+        stack.enter_context(fault)
+    finally:
+        flag.unlink(missing_ok=True)
+        here.unlink(missing_ok=True)
+    sender.join(90)
+    assert replies, "no answer"
+    return replies[0]
+
+
+def job_state(milter: MilterProcess, tag: str) -> list[str]:
+    rows = job_rows(milter, "state, message_id")
+    return [str(state) for state, message_id in rows if message_id == f"<{tag}@example.jp>"]
+
+
+def assert_nothing_for_asterisk(milter: MilterProcess) -> None:
+    spool = spool_dir(milter)
+    assert callfiles(milter) == []
+    assert list((spool / "outgoing").iterdir()) == []  # no partial file either
+    assert list((spool / "fax").iterdir()) == []  # the TIFF and its temporary copy are gone
+    assert [p for p in (spool / "faxmail-staging").rglob("*") if not p.is_dir()] == []
+
+
+# (step the daemon is held at, the fault started there, the reply)
+AFTER_ADMISSION = {
+    "tiff, disk full": ("admitted", "disk", "452 4.3.1"),
+    "tiff, fax/ not writable": ("admitted", "fax", "451 4.3.0"),
+    "call file, disk full": ("tiff-placed", "disk", "452 4.3.1"),
+    "call file, staging not writable": ("tiff-placed", "faxmail-staging", "451 4.3.0"),
+    "rename, outgoing not writable": ("committed", "outgoing", "451 4.3.0"),
+    "rename, outgoing gone": ("committed", "outgoing gone", "451 4.3.0"),
+    "outgoing gone before the call file": ("tiff-placed", "outgoing gone", "451 4.3.0"),
+}
+
+
+@pytest.mark.parametrize("case", list(AFTER_ADMISSION))
+def test_fault_after_admission_is_4xx_and_leaves_nothing(
+    gateway: Gateway, dkim_keys: dict[str, Signer], workdir: Path, case: str
+) -> None:
+    """Faults that start after the job row was admitted and before the fax is queued: a 4xx,
+    no call file and no partial file anywhere, the row abandoned; then the mail, sent again
+    once the fault is gone, is faxed exactly once."""
+    milter, postfix = gateway
+    signer = dkim_keys["example.jp"]
+    point, where, expected = AFTER_ADMISSION[case]
+    spool = spool_dir(milter)
+    flag = paused_daemon(milter, point, workdir)
+    with contextlib.ExitStack() as stack:
+        if where == "disk":
+            stack.enter_context(small_tmpfs(spool))
+            fault: contextlib.AbstractContextManager[None] = disk_full(spool)
+        elif where == "outgoing gone":
+            fault = moved_away(spool / "outgoing")
+        else:
+            fault = immutable(spool / where)
+        reply = send_with_fault(postfix, signer, flag, fault, stack, tag=f"fault-{point}")
+        assert reply.startswith(expected), reply
+        assert job_state(milter, f"fault-{point}") == ["abandoned"]
+        assert milter.running()
+        if where != "outgoing gone":
+            assert_nothing_for_asterisk(milter)
+        stack.close()  # the fault is removed
+        assert_nothing_for_asterisk(milter)
+        # the sender's retry of the same mail, then a new one
+        assert send_fax(postfix, signer, f"fault-{point}").startswith("250")
+        assert len(callfiles(milter)) == 1
+        assert sorted(job_state(milter, f"fault-{point}")) == ["abandoned", "queued"]
+        assert_healthy(milter, postfix, signer)
+        assert len(callfiles(milter)) == 2
+
+
+def test_store_failing_at_the_final_update_is_451_and_the_retry_is_faxed(
+    gateway: Gateway, dkim_keys: dict[str, Signer], workdir: Path
+) -> None:
+    """The call file is ready, the store cannot record "queued": Asterisk must see nothing.
+
+    Regression: the row stayed "queueing" (its "abandoned" cannot be written either while the
+    store fails), and the sender's retry was taken for a duplicate of it: 250, no fax.
+    """
+    milter, postfix = gateway
+    signer = dkim_keys["example.jp"]
+    flag = paused_daemon(milter, "callfile-staged", workdir)
+    with contextlib.ExitStack() as stack:
+        fault = store_locked(milter)
+        reply = send_with_fault(postfix, signer, flag, fault, stack, tag="store-final")
+        assert reply.startswith("451 4.3.0"), reply
+        assert_nothing_for_asterisk(milter)
+    # the lock is gone; the row could not be settled while it was held
+    assert job_state(milter, "store-final") == ["queueing"]
+    assert send_fax(postfix, signer, "store-final").startswith("250")  # the sender's retry
+    assert sorted(job_state(milter, "store-final")) == ["abandoned", "queued"]
+    assert len(callfiles(milter)) == 1
+    assert_healthy(milter, postfix, signer)
 
 
 # ---------------------------------------------------------------- Ghostscript

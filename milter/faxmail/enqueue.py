@@ -1,9 +1,13 @@
 """Hand a rendered fax to Asterisk: job row, TIFF, call file — exactly once.
 
-Order matters for crash safety: the job row ("queueing") is committed first, then the TIFF, then
-the call file is renamed into outgoing/, then the row becomes "queued". `repair()` at start-up
-settles rows a crash left in "queueing": call file present → queued, absent → abandoned (and the
-sender, who got no 250, will retry).
+Order matters for crash safety and for faults: the job row ("queueing") is committed first, then
+the TIFF, then the call file is written whole into faxmail-staging/, then the row becomes
+"queued", and only then is the call file renamed into outgoing/. So a fault at any step before
+that rename (disk full, I/O error, permission lost, the store failing) leaves Asterisk nothing
+to dial: the step's leftovers are removed, the row becomes "abandoned" and the sender gets a 4xx.
+`repair()` at start-up settles what a crash left: a "queueing" row → abandoned (or queued, if a
+call file of the old order is in outgoing/), a staged call file of a "queued" row → renamed
+into outgoing/, any other staged file → removed.
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ import os
 import pwd
 import secrets
 import shutil
+import sqlite3
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,7 +27,7 @@ from .callfile import CallFile, clean_staging, render_callfile, spool_callfile
 from .crashpoints import crash_point
 from .durable import fsync_dir
 from .policy import Fax
-from .replies import LOCAL_ERROR, RATE_LIMITED, SPOOL_FULL, Refusal
+from .replies import LOCAL_ERROR, RATE_LIMITED, SPOOL_FULL, Refusal, Reply
 from .settings import Asterisk
 from .store import Duplicate, Job, RateExceeded, RateLimits, Store
 
@@ -122,9 +128,24 @@ def enqueue(
     store: Store,
     limits: RateLimits,
 ) -> str:
-    """Queue `job`; return its id, or the id of the earlier identical job (a resent mail)."""
-    admission = store.admit(job, limits, fax.duplicate_window_hours * 3600)
+    """Queue `job`; return its id, or the id of the earlier identical job (a resent mail).
+
+    Refusal: RATE_LIMITED; SPOOL_FULL / LOCAL_ERROR for a local fault (disk full, I/O error,
+    permission, outgoing/ gone, the store failing) at any step, with nothing left for Asterisk.
+    """
+    try:
+        _settle_unsettled(store)
+        admission = store.admit(job, limits, fax.duplicate_window_hours * 3600)
+        earlier = store.get(admission.job_id) if isinstance(admission, Duplicate) else None
+    except sqlite3.Error as exc:
+        log.error("job %s: job store failed before queueing: %s", job.id, exc)
+        raise Refusal(_store_reply(exc)) from exc
     if isinstance(admission, Duplicate):
+        if earlier is not None and earlier.state == "queueing":
+            # Another delivery of this mail is being queued right now: it may yet fail, and a
+            # 250 here would then be a 250 without a fax. Later, the duplicate is settled.
+            log.warning("job %s: the same mail is being queued as %s", job.id, admission.job_id)
+            raise Refusal(LOCAL_ERROR)
         log.info("job %s: duplicate of %s, not faxed again", job.id, admission.job_id)
         return admission.job_id
     if isinstance(admission, RateExceeded):
@@ -132,30 +153,110 @@ def enqueue(
             RATE_LIMITED.format(sender=job.sender, count=admission.count, window=admission.window)
         )
     crash_point("admitted")
+    name = f"{job.id}.call"
     try:
         _place_tiff(rendered_tiff, spool, job.id)
         crash_point("tiff-placed")
-        spool_callfile(
+        # Written whole into staging/ (staging and "outgoing" the same folder: spool_callfile's
+        # rename is a no-op then): Asterisk sees nothing until the row says "queued".
+        ready = spool_callfile(
             render_callfile(callfile_for(job, fax)),
             staging_dir=spool.staging,
-            outgoing_dir=spool.outgoing,
-            name=f"{job.id}.call",
+            outgoing_dir=spool.staging,
+            name=name,
             owner=spool.owner,
         )
     except OSError as exc:
-        (spool.faxes / f"{job.id}.tif").unlink(missing_ok=True)
-        store.set_state(job.id, "abandoned", "spool-error", error=str(exc))
-        log.error("job %s: cannot spool: %s", job.id, exc)
-        raise Refusal(
-            SPOOL_FULL if exc.errno in (errno.ENOSPC, errno.EDQUOT) else LOCAL_ERROR
-        ) from exc
+        _undo(spool, store, job.id, exc)
+        raise Refusal(_spool_reply(exc)) from exc
+    crash_point("callfile-staged")
+    try:
+        store.set_state(job.id, "queued", "spooled", callfile=str(spool.callfile_path(job.id)))
+    except sqlite3.Error as exc:
+        _undo(spool, store, job.id, exc)
+        raise Refusal(_store_reply(exc)) from exc
+    crash_point("committed")
+    try:
+        _publish(ready, spool.outgoing / name)
+    except OSError as exc:
+        _undo(spool, store, job.id, exc)
+        raise Refusal(_spool_reply(exc)) from exc
     crash_point("callfile-spooled")
-    store.set_state(job.id, "queued", "spooled", callfile=str(spool.callfile_path(job.id)))
     return job.id
+
+
+# Jobs whose "abandoned" could not be written (the store was failing): written before the next
+# admission, so that a resent mail is not taken for a duplicate of a fax that never left.
+_unsettled: dict[str, tuple[Store, str]] = {}
+_unsettled_lock = threading.Lock()
+
+
+def _publish(ready: Path, final: Path) -> None:
+    """Rename a staged call file into outgoing/: from that instant Asterisk may dial it."""
+    if final.exists():
+        # rename() would silently replace a call file Asterisk may be working on.
+        raise FileExistsError(errno.EEXIST, "call file already queued", str(final))
+    os.rename(ready, final)
+    try:
+        fsync_dir(final.parent)
+        fsync_dir(ready.parent)
+    except OSError as exc:
+        # Too late to take back: Asterisk may have read it already, and the row says queued.
+        log.error("call file %s queued, but its folder could not be synced: %s", final, exc)
+
+
+def _undo(spool: Spool, store: Store, job_id: str, exc: Exception) -> None:
+    """Take back what this job left (its TIFF, its ready call file) and abandon its row."""
+    log.error("job %s: cannot queue: %s", job_id, exc)
+    for leftover in (spool.staging / f"{job_id}.call", spool.faxes / f"{job_id}.tif"):
+        try:
+            leftover.unlink(missing_ok=True)
+        except OSError as error:
+            log.error("job %s: cannot remove %s: %s", job_id, leftover, error)  # repair() will
+    try:
+        store.set_state(job_id, "abandoned", "spool-error", error=str(exc))
+    except sqlite3.Error as error:
+        log.error("job %s: cannot mark it abandoned yet: %s", job_id, error)
+        with _unsettled_lock:
+            _unsettled[job_id] = (store, str(exc))
+
+
+def _settle_unsettled(store: Store) -> None:
+    with _unsettled_lock:
+        pending = [(job_id, why) for job_id, (s, why) in _unsettled.items() if s is store]
+    for job_id, why in pending:
+        store.set_state(job_id, "abandoned", "spool-error", error=why)
+        log.warning("job %s: marked abandoned now that the job store works again", job_id)
+        with _unsettled_lock:
+            _unsettled.pop(job_id, None)
+
+
+def _spool_reply(exc: OSError) -> Reply:
+    return SPOOL_FULL if exc.errno in (errno.ENOSPC, errno.EDQUOT) else LOCAL_ERROR
+
+
+def _store_reply(exc: sqlite3.Error) -> Reply:
+    # SQLITE_FULL: the state folder's disk is full
+    return (
+        SPOOL_FULL if getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL else LOCAL_ERROR
+    )
 
 
 def repair(spool: Spool, store: Store) -> None:
     """Settle what a crash left behind (run once at start, before taking mail)."""
+    if spool.staging.is_dir():
+        for call in sorted(spool.staging.glob("*.call")):
+            job = store.get(call.stem)
+            if job is None or job.state != "queued":
+                continue  # unfinished: clean_staging removes it below
+            # committed, then the crash came before the rename: the sender's retry will be
+            # answered as a duplicate of this job, so it must go out
+            try:
+                _publish(call, spool.callfile_path(job.id))
+            except OSError as exc:
+                log.error("job %s: cannot queue its call file (next start tries): %s", job.id, exc)
+                continue
+            log.warning("job %s: call file queued after a crash", job.id)
     removed = clean_staging(spool.staging) if spool.staging.is_dir() else 0
     if removed:
         log.warning("removed %d unfinished call files from %s", removed, spool.staging)
