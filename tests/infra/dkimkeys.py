@@ -12,6 +12,7 @@ import functools
 import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import dkim
 
@@ -89,6 +90,32 @@ def sign(
     return sig + message
 
 
+class _TimedDKIM(dkim.DKIM):  # type: ignore[misc]  # dkimpy has no type hints
+    """dkimpy's signer with chosen t= and x= tags (its sign() always stamps now, no x=)."""
+
+    def __init__(self, message: bytes, signed_at: int, expires_at: int) -> None:
+        super().__init__(message, linesep=b"\r\n")
+        self.times = (str(signed_at).encode("ascii"), str(expires_at).encode("ascii"))
+
+    def gen_header(self, fields: list[tuple[bytes, bytes]], *args: Any, **kwargs: Any) -> bytes:
+        signed_at, expires_at = self.times
+        timed = [(name, signed_at if name == b"t" else value) for name, value in fields]
+        timed.insert(
+            next(i for i, (name, _) in enumerate(timed) if name == b"t") + 1, (b"x", expires_at)
+        )
+        header: bytes = super().gen_header(timed, *args, **kwargs)
+        return header
+
+
+def sign_with_times(
+    message: bytes, domain: str, selector: str, key: DkimKey, *, signed_at: int, expires_at: int
+) -> bytes:
+    """``message`` with a DKIM-Signature whose t= and x= (expiry) are the given Unix times."""
+    signer = _TimedDKIM(message, signed_at, expires_at)
+    sig: bytes = signer.sign(selector.encode("ascii"), domain.encode("ascii"), key.private_pem)
+    return sig + message
+
+
 @dataclass(frozen=True)
 class Signer:
     """A key published (or deliberately not) at ``selector._domainkey.domain``."""
@@ -126,6 +153,7 @@ def default_signers() -> dict[str, Signer]:
     - ``example.jp``: 2048-bit, ``sel._domainkey.example.jp``
     - ``other.example``: 2048-bit, ``sel._domainkey.other.example``
     - ``small``: 512-bit, ``small._domainkey.example.jp`` (below dkimpy's minkey=1024)
+    - ``short``: 1023-bit, ``short._domainkey.example.jp`` (one bit below 1024)
     - ``unpublished``: 2048-bit, ``nokey._domainkey.example.jp``, not in DNS (NXDOMAIN)
     - ``wrong``: signs as ``sel._domainkey.example.jp`` with a key that is not the published
       one (signature fails)
@@ -134,6 +162,7 @@ def default_signers() -> dict[str, Signer]:
         "example.jp": Signer("example.jp", "sel", cached_key("example.jp")),
         "other.example": Signer("other.example", "sel", cached_key("other.example")),
         "small": Signer("example.jp", "small", cached_key("small", 512)),
+        "short": Signer("example.jp", "short", cached_key("short", 1023)),
         "unpublished": Signer("example.jp", "nokey", cached_key("unpublished"), published=False),
         "wrong": Signer("example.jp", "sel", cached_key("wrong"), published=False),
     }

@@ -15,8 +15,11 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
+import struct
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -210,3 +213,63 @@ class DnsServer:
         with contextlib.suppress(dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
             return [b"".join(r.strings) for r in self.resolver().resolve(name, "TXT")]
         return []
+
+
+class RawDnsResponder:
+    """A hostile DNS server: answers every UDP and TCP query on ``host:port`` with the bytes
+    ``answer(query)`` returns, however malformed. For lies dnsmasq cannot tell.
+
+    Bind it to a stopped :class:`DnsServer`'s port so a running milter asks it.
+    """
+
+    def __init__(self, host: str, port: int, answer: Callable[[bytes], bytes]) -> None:
+        self.host, self.port, self.answer = host, port, answer
+        self.queries = 0
+        self._udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self._tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    def __enter__(self) -> RawDnsResponder:
+        self._udp.bind((self.host, self.port))
+        self._tcp.bind((self.host, self.port))
+        self._tcp.listen(8)
+        for sock in (self._udp, self._tcp):
+            sock.settimeout(0.1)
+        for serve in (self._serve_udp, self._serve_tcp):
+            thread = threading.Thread(target=serve, daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(5)
+        self._udp.close()
+        self._tcp.close()
+
+    def _serve_udp(self) -> None:
+        while not self._stop.is_set():
+            try:
+                query, client = self._udp.recvfrom(65535)
+            except (TimeoutError, OSError):
+                continue
+            self.queries += 1
+            with contextlib.suppress(OSError):
+                self._udp.sendto(self.answer(query)[:65507], client)
+
+    def _serve_tcp(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._tcp.accept()
+            except (TimeoutError, OSError):
+                continue
+            with conn, contextlib.suppress(OSError, struct.error):
+                conn.settimeout(2)
+                (length,) = struct.unpack(">H", conn.recv(2))
+                query = conn.recv(length)
+                self.queries += 1
+                reply = self.answer(query)[:65535]
+                conn.sendall(struct.pack(">H", len(reply)) + reply)
