@@ -4,6 +4,12 @@ smtp-source sends N one-message connections (8 in parallel) of a 2 KB DKIM-signe
 non-fax address. Every variant has its own Postfix instance and milter process, started once,
 so switching variants needs no reload; before each run every queue is drained, so no variant
 pays for the previous one's deliveries.
+
+What-if variants (unix socket): the floor milter of ``floor_milter.py`` under five protocol
+negotiations (e-i), the leanest of them with Postfix's macro lists trimmed in main.cf (k),
+and faxmail with ``smtpd_milter_maps`` switching the milter off for the benchmark's client
+(m: a deployment option, not the milter's figure). A check mail through each floor variant
+(one plain, one SASL-authenticated) proves which macros arrive at MAIL FROM.
 """
 
 from __future__ import annotations
@@ -31,6 +37,31 @@ NAMES = {
     "d": "dkimpy-milter",
     "e": "what-if: ACCEPT at DATA, nothing else",
     "f": "what-if: same, connect/MAIL/RCPT no-reply",
+    "g": "what-if: same, no connect stage, {client_addr} at MAIL",
+    "h": "what-if: g + MAIL no-reply",
+    "i": "what-if: h + no Python abort callback",
+    "k": "what-if: i + Postfix macro lists trimmed",
+    "m": "faxmail, smtpd_milter_maps: milter off for this client",
+}
+#: floor_milter.py variant behind each what-if
+FLOOR = {
+    "e": "naive",
+    "f": "noreply",
+    "g": "lean",
+    "h": "lean-nr",
+    "i": "lean-nr-noabort",
+    "k": "lean-nr-noabort",
+}
+#: main.cf for k: no macros but those faxmail reads ({auth_authen} and {client_addr} at MAIL
+#: come from the milter's own list, set at negotiation; "i" at end of message)
+TRIMMED_MACROS = {
+    "milter_connect_macros": "",
+    "milter_helo_macros": "",
+    "milter_rcpt_macros": "",
+    "milter_data_macros": "",
+    "milter_unknown_command_macros": "",
+    "milter_end_of_header_macros": "",
+    "milter_end_of_data_macros": "i",
 }
 
 
@@ -77,6 +108,21 @@ def _check_dkimpy(lab: Lab, pf: PostfixInstance, message: bytes) -> str:
     return " ".join(str(header).split()) if header else "no Authentication-Results header"
 
 
+def _check_macros(pf: PostfixInstance, milter: MilterProcess, message: bytes) -> str:
+    """What a floor milter saw at MAIL FROM for one plain and one SASL-authenticated mail."""
+    for sasl in (None, ("alice", "secret")):
+        result = pf.send(AUTHOR, [f"user@{BENCH_DOMAIN}"], message, sasl=sasl)
+        if result.data is None or result.data.code != 250:
+            return f"check mail refused: {result}"
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        seen = [line for line in milter.log().splitlines() if line.startswith("macros ")]
+        if len(seen) >= 2:
+            return "; ".join(line.split(" ", 2)[2] for line in seen[:2])
+        time.sleep(0.1)
+    return "no macros line from the floor milter"
+
+
 def run(cfg: Config) -> Section:
     section = Section("throughput", "1. Non-fax mail throughput (smtp-source)")
     with Lab("throughput") as lab:
@@ -97,14 +143,25 @@ def run(cfg: Config) -> Section:
                 milter = start(spec)
                 milters[f"{kind}-{sock}"] = milter
                 instances[f"{kind}-{sock}"] = lab.postfix(milter)
-        # the floor for any milter that answers ACCEPT at DATA (unix socket only: no-reply
-        # stages stall on TCP)
-        for kind, noreply in (("e", False), ("f", True)):
-            milters[f"{kind}-unix"] = lab.floor_milter(noreply=noreply)
-            instances[f"{kind}-unix"] = lab.postfix(milters[f"{kind}-unix"])
+        # the floor for any milter that answers ACCEPT at DATA, under several negotiations
+        # (unix socket only: no-reply stages stall on TCP)
+        for kind, variant in FLOOR.items():
+            milters[f"{kind}-unix"] = lab.floor_milter(variant=variant)
+            extra = TRIMMED_MACROS if kind == "k" else {}
+            instances[f"{kind}-unix"] = lab.postfix(milters[f"{kind}-unix"], extra_main_cf=extra)
+        # deployment option: Postfix does not involve the milter for this client at all
+        milters["m-unix"] = lab.faxmail()
+        instances["m-unix"] = lab.postfix(
+            milters["m-unix"], extra_main_cf={"smtpd_milter_maps": "inline:{ 127.0.0.1=DISABLE }"}
+        )
         section.notes.append(
             "dkimpy-milter check mail: " + _check_dkimpy(lab, instances["d-unix"], message)
         )
+        section.extra["macros_at_mail"] = {
+            k: _check_macros(instances[f"{k}-unix"], milters[f"{k}-unix"], message) for k in FLOOR
+        }
+        for k in "gh":
+            section.notes.append(f"{k}: macros at MAIL FROM: " + section.extra["macros_at_mail"][k])
         variants = list(instances)
         # warm-up: spawn smtpd processes, import paths, page cache
         for v in variants:
@@ -144,19 +201,25 @@ def run(cfg: Config) -> Section:
         section.add(ratio_row(f"b/a, {sock}", rows["b"], base))
         section.add(ratio_row(f"d/a, {sock}", rows["d"], base))
     floor = {}
-    for k in "ef":
+    for k in FLOOR:
         floor[k] = section.add(Row(f"{k}: {NAMES[k]}, unix socket", "msg/s", rates[f"{k}-unix"]))
         section.add(ratio_row(f"{k}/a, unix", floor[k], base))
+    maps = section.add(Row(f"m: {NAMES['m']}, unix socket", "msg/s", rates["m-unix"]))
+    section.add(ratio_row("m/a, unix (deployment option)", maps, base))
     faxmail_unix = section.row("c: faxmail, unix socket")
     # noise only ever costs throughput: the best round of each is the least disturbed estimate
     for label, num, den in (
         ("c/a, unix, best rounds", faxmail_unix, base),
         ("c/a, tcp, best rounds", section.row("c: faxmail, tcp socket"), base),
         ("b/a, unix, best rounds", section.row("b: pass-through, unix socket"), base),
+        ("e/a, unix, best rounds", floor["e"], base),
+        ("h/a, unix, best rounds", floor["h"], base),
+        ("i/a, unix, best rounds", floor["i"], base),
     ):
         section.add(Row(label, "×", [max(num.samples) / max(den.samples)]))
     section.add(ratio_row("c/e, unix (faxmail vs the floor)", faxmail_unix, floor["e"]))
-    section.add(ratio_row("f/e, unix (what no-reply would gain)", floor["f"], floor["e"]))
+    for k in "fghik":
+        section.add(ratio_row(f"{k}/e, unix (gain over the naive floor)", floor[k], floor["e"]))
     for v, values in milter_cpu.items():
         k, sock = v.split("-")
         section.add(Row(f"milter CPU per message, {k}: {NAMES[k]}, {sock}", "ms", values))

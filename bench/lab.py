@@ -91,11 +91,12 @@ class Lab:
         d = self.subdir("pass")
         return self._start(passmilter(socket or f"unix:{d / 'milter.sock'}", d))
 
-    def floor_milter(self, socket: str | None = None, *, noreply: bool = False) -> MilterProcess:
-        """bench/floor_milter.py: the least any milter that ACCEPTs at DATA can cost."""
+    def floor_milter(self, socket: str | None = None, *, variant: str = "naive") -> MilterProcess:
+        """bench/floor_milter.py: the least a milter that ACCEPTs at DATA can cost, under one
+        protocol negotiation (see its docstring for the variants)."""
         d = self.subdir("floor")
         spec = socket or f"unix:{d / 'milter.sock'}"
-        argv = [sys.executable, "-m", "bench.floor_milter", spec, *(["--noreply"] * noreply)]
+        argv = [sys.executable, "-m", "bench.floor_milter", spec, "--variant", variant]
         proc = MilterProcess(argv, spec, output_path=d / "stdout.log", cwd=ROOT)
         return self._start(proc)
 
