@@ -6,7 +6,7 @@ import pytest
 
 from faxmail.authorize import check_destination
 from faxmail.policy import Policy
-from faxmail.recipient import parse_recipient
+from faxmail.recipient import parse_number, parse_recipient
 from faxmail.replies import Refusal
 from faxmail.yamlfile import parse_yaml
 
@@ -47,6 +47,12 @@ def test_unparsable_number_is_553(number: str) -> None:
     with pytest.raises(Refusal) as caught:
         recipient(f"fax+{number}@example.jp")
     assert (caught.value.reply.code, caught.value.reply.enhanced) == ("553", "5.1.3")
+
+
+def test_a_final_newline_is_not_part_of_a_number() -> None:
+    # Found by the fuzzer: "$" in the pattern matched before a trailing newline.
+    with pytest.raises(Refusal):
+        parse_number("0312345678\n", "JP")
 
 
 def _refusal(address: str, entry_index: int | None = None) -> str | None:

@@ -18,6 +18,10 @@ HEADER_TEXT_LIMIT = 998  # RFC 5322 line limit: a decoded value never needs more
 
 # compat32 decodes header bytes as ASCII with surrogateescape: bytes >= 0x80 become U+DC80..DCFF.
 _SURROGATE = re.compile("[\udc80-\udcff]")
+# Other lone surrogates cannot stand for a byte (decoded text brings them: an RFC 2231 name in
+# utf-7 or unicode_escape); surrogateescape cannot encode them, so they become "?" first (ASCII:
+# the same in UTF-8, CP932 and Latin-1, whichever the escaped bytes turn out to be).
+_NOT_A_BYTE = re.compile("[\ud800-\udc7f\udd00-\udfff]")
 _ENCODED_WORD = re.compile(r"=\?([^?\s]{1,60})\?([bBqQ])\?([^?]*)\?=")
 _PRIVATE_USE = re.compile("[\ue000-\uf8ff]")
 _FOLDING_SPACE = re.compile(r"[ \t\r\n]*")
@@ -85,7 +89,7 @@ def from_8bit(value: str) -> str:
     """
     if not _SURROGATE.search(value):
         return value
-    raw = value.encode("utf-8", "surrogateescape")
+    raw = _NOT_A_BYTE.sub("?", value).encode("utf-8", "surrogateescape")
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError:

@@ -158,14 +158,17 @@ class Fax(Strict):
     render_timeout_s: float = Field(default=20, gt=0, le=600)
     render_timeout_per_page_s: float = Field(default=5, ge=0, le=60)
     channel: str = Field(default="PJSIP/{number}@trunk", pattern=r"^[A-Za-z0-9/@+._:{}-]+$")
-    context: str = Field(default="faxmail-send", pattern=r"^[A-Za-z0-9_+-]+$")
-    extension: str = Field(default="send", pattern=r"^[A-Za-z0-9_+-]+$")
+    # Asterisk's limit for both is 79 characters (AST_MAX_CONTEXT / AST_MAX_EXTENSION).
+    context: str = Field(default="faxmail-send", pattern=r"^[A-Za-z0-9_+-]{1,79}$")
+    extension: str = Field(default="send", pattern=r"^[A-Za-z0-9_+-]{1,79}$")
     max_retries: int = Field(default=2, ge=0, le=20)
     retry_time: int = Field(default=300, ge=10, le=86400)
     wait_time: int = Field(default=45, ge=5, le=600)
     caller_id: str | None = Field(default=None, pattern=r"^\+?[0-9]{1,20}$")
     # Printed atop each page by the receiving machine (T.30 allows 20 characters for the id).
-    header_info: str | None = Field(default=None, pattern=r"^[A-Za-z0-9._-]+( [A-Za-z0-9._-]+)*$")
+    header_info: str | None = Field(
+        default=None, max_length=100, pattern=r"^[A-Za-z0-9._-]+( [A-Za-z0-9._-]+)*$"
+    )
     local_station_id: str | None = Field(default=None, pattern=r"^\+?[0-9]+( [0-9]+)*$")
     duplicate_window_hours: float = Field(default=24, ge=0)
     after_queueing: Literal["discard", "archive"] = "discard"
@@ -176,6 +179,10 @@ class Fax(Strict):
     def _channel(cls, channel: str) -> str:
         if "{number}" not in channel:
             raise ValueError("channel must contain {number}")
+        try:  # as enqueue fills it in: any other {placeholder} would fail every fax
+            channel.format(number="0")
+        except (KeyError, IndexError, ValueError):
+            raise ValueError("channel may contain no {placeholder} but {number}") from None
         return channel
 
     @model_validator(mode="after")

@@ -12,7 +12,7 @@ from .policy import FaxAddress
 from .replies import NUMBER_UNPARSABLE, Refusal
 
 # What a person may type as a number in a local part: digits, a leading +, - and . as separators.
-_NUMBER = re.compile(r"^\+?[0-9][0-9.-]{0,30}$")
+_NUMBER = re.compile(r"\+?[0-9][0-9.-]{0,30}")  # fullmatch: "$" would let a final newline by
 
 
 @dataclass(frozen=True)
@@ -49,7 +49,7 @@ def fax_number_text(address: str, pattern: FaxAddress) -> str | None:
 
 def parse_number(text: str, region: str) -> PhoneNumber:
     """Read a phone number; raise Refusal(553 5.1.3) if it is not one."""
-    if not _NUMBER.match(text):
+    if not _NUMBER.fullmatch(text):
         raise Refusal(NUMBER_UNPARSABLE.format(number=text))
     digits = text.replace("-", "").replace(".", "")
     try:
