@@ -433,6 +433,33 @@ def test_ghostscript_missing_is_451_never_250(
     assert_healthy(milter, postfix, dkim_keys["example.jp"])
 
 
+def test_ghostscript_hanging_is_451_never_a_bounce(
+    start_milter: StartMilter,
+    make_postfix: MakePostfix,
+    dkim_keys: dict[str, Signer],
+    workdir: Path,
+) -> None:
+    # A hung gs looks like an endless document (552) until the blank test page hangs too.
+    policy = POLICY + "fax: {render_timeout_s: 2, render_timeout_per_page_s: 0}\n"
+    milter = start_milter(None, policy)
+    postfix = make_postfix(milter)
+    fake = workdir / "hung-gs"
+    fake.mkdir()
+    (fake / "gs").write_text("#!/bin/sh\nexec sleep 617\n")
+    (fake / "gs").chmod(0o755)
+    milter.stop()
+    milter.env = {**os.environ, "PATH": f"{fake}:{os.environ['PATH']}"}
+    milter.start()
+    reply = send_fax(postfix, dkim_keys["example.jp"])
+    assert reply.startswith("451 4.3.0"), reply
+    assert callfiles(milter) == [] and job_rows(milter) == []
+    assert subprocess.run(["pgrep", "-fx", "sleep 617"]).returncode == 1  # killed, not left
+    milter.stop()
+    milter.env = None
+    milter.start()
+    assert_healthy(milter, postfix, dkim_keys["example.jp"])
+
+
 # ---------------------------------------------------------------- SQLite
 
 
@@ -441,28 +468,10 @@ def test_sqlite_locked_by_another_process_is_451_then_recovers(
 ) -> None:
     milter, postfix = gateway
     db = Path(milter.settings["state_dir"]) / "faxmail.sqlite"
-    holder = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "import sqlite3, sys, time\n"
-            "db = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
-            "db.execute('BEGIN EXCLUSIVE')\n"
-            "print('locked', flush=True)\n"
-            "time.sleep(120)\n",
-            str(db),
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert holder.stdout is not None and holder.stdout.readline() == "locked\n"
+    with store_locked(milter):
         reply = send_fax(postfix, dkim_keys["example.jp"])  # the store waits 5 s, then gives up
         assert reply.startswith("451 4.3.0"), reply
         assert milter.running()
-    finally:
-        holder.kill()
-        holder.wait()
     assert callfiles(milter) == [] and job_rows(milter) == []
     assert_healthy(milter, postfix, dkim_keys["example.jp"])
     # The store itself is intact.

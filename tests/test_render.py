@@ -6,6 +6,7 @@ Every test document comes from tests/infra/pdfs.py, each made to show exactly on
 from __future__ import annotations
 
 import io
+import os
 import subprocess
 import threading
 import time
@@ -414,6 +415,35 @@ def test_endless_pdf_is_stopped(doc: MakeDoc, workdir: Path) -> None:
     refusal = refused(lambda: Renderer(options).render([document], workdir))
     assert _is(refusal, RENDER_TOO_SLOW)
     assert gs_running(workdir) == []
+    assert list(workdir.iterdir()) == []
+
+
+def fake_gs(folder: Path, script: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Put a `gs` running `script` (sh) first on PATH, for this test only."""
+    folder.mkdir()
+    program = folder / "gs"
+    program.write_text("#!/bin/sh\n" + script + "\n")
+    program.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{folder}:{os.environ['PATH']}")
+
+
+@pytest.mark.parametrize(
+    "script",
+    ["exec sleep 613", "echo 'Error: /undefined in --nostringval--'; exit 1", "kill -SEGV $$"],
+    ids=["hangs", "fails", "crashes"],
+)
+def test_a_broken_ghostscript_is_our_fault_not_the_documents(
+    doc: MakeDoc, workdir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, script: str
+) -> None:
+    # Every document would be refused for good (5xx) and bounced to its sender; the blank
+    # test page that gs also fails on shows the fault is ours: 451, and the sender retries.
+    document = doc("pdf", make_pdf(1))
+    fake_gs(tmp_path / "bin", script, monkeypatch)
+    monkeypatch.setattr("faxmail.render.GS_CHECK_TIMEOUT_S", 1.0)
+    options = RenderOptions(timeout_base_s=1.0, timeout_per_page_s=0.0)
+    refusal = refused(lambda: Renderer(options).render([document], workdir))
+    assert _is(refusal, LOCAL_ERROR)
+    assert subprocess.run(["pgrep", "-fx", "sleep 613"]).returncode == 1  # the hung one is gone
     assert list(workdir.iterdir()) == []
 
 

@@ -21,7 +21,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
@@ -38,6 +38,15 @@ FAX_NAME = "fax.tif"
 # Paper sizes in PostScript points: the page an image attachment is fitted on.
 _PAGE_POINTS = {"a4": (595.0, 842.0), "letter": (612.0, 792.0)}
 TIFFCROP_TIMEOUT_S = 60.0
+GS_CHECK_TIMEOUT_S = 10.0  # a blank page takes ~50 ms
+# A valid one-page blank A4 PDF (qpdf --check: no errors), to tell a broken gs from a bad file.
+BLANK_PDF = (
+    b"%PDF-1.4\n1 0 obj<</Type/Catalog/Pages 2 0 R>>endobj\n"
+    b"2 0 obj<</Type/Pages/Kids[3 0 R]/Count 1>>endobj\n"
+    b"3 0 obj<</Type/Page/Parent 2 0 R/MediaBox[0 0 595 842]>>endobj\n"
+    b"xref\n0 4\n0000000000 65535 f \n0000000009 00000 n \n0000000052 00000 n \n"
+    b"0000000101 00000 n \ntrailer<</Root 1 0 R/Size 4>>\nstartxref\n164\n%%EOF\n"
+)
 
 
 @dataclass(frozen=True)
@@ -145,9 +154,16 @@ class Renderer:
                 for n, doc in enumerate(documents, 1)
             ]
             partial = scratch / "fax.tif.partial"
-            ghostscript.run(
-                options, documents, inputs, partial, scratch, total, self._shared.processes
-            )
+            try:
+                ghostscript.run(
+                    options, documents, inputs, partial, scratch, total, self._shared.processes
+                )
+            except Refusal as refusal:
+                if refusal.reply.code.startswith("5") and not self._ghostscript_works(scratch):
+                    # gs fails on a blank page too: our fault, not the document's (retry later)
+                    log.error("Ghostscript fails on a blank test page: %s", refusal.reply)
+                    raise Refusal(LOCAL_ERROR) from None
+                raise
             if options.photo:
                 partial = _min_is_white(partial, scratch / "fax-white.tif.partial")
             validate_fax_tiff(partial, total)
@@ -157,6 +173,32 @@ class Renderer:
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
             self._shared.slots.release()
+
+    def _ghostscript_works(self, scratch: Path) -> bool:
+        """Render a blank one-page PDF with the same options: does gs itself work?
+
+        Asked only after gs refused a document (a hang, a crash, an error): a hung or broken
+        gs refuses every document, and its senders must get a 4xx and retry, not a bounce.
+        """
+        check = scratch / "gs-check"
+        check.mkdir()
+        blank = check / "blank.pdf"
+        blank.write_bytes(BLANK_PDF)
+        # Its own limit, not the admin's: a tight render limit must not make gs look broken.
+        options = replace(self.options, timeout_base_s=GS_CHECK_TIMEOUT_S, timeout_per_page_s=0)
+        try:
+            ghostscript.run(
+                options,
+                [Document("pdf", blank, "blank test page")],
+                [blank],
+                check / "blank.tif",
+                check,
+                1,
+                self._shared.processes,
+            )
+        except Refusal:
+            return False
+        return True
 
     def _count_pages(self, doc: Document) -> int:
         if doc.kind == "pdf":
