@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import re
 import secrets
+import select
 import selectors
 import signal
 import subprocess
@@ -79,6 +80,16 @@ class Processes:
                 kill_group(proc)
 
 
+@dataclass
+class Running:
+    """A Ghostscript run that has started: `finish` watches it, `abandon` stops it."""
+
+    proc: subprocess.Popen[bytes]
+    marker: str
+    started: float
+    processes: Processes
+
+
 def run(
     options: RenderOptions,
     documents: Sequence[Document],
@@ -93,6 +104,18 @@ def run(
     Refusal: DOCUMENT_DAMAGED (naming the document gs was reading), RENDER_TOO_SLOW,
     LOCAL_ERROR (stopped by `processes.stop_all`). A refused run may leave a partial `output`.
     """
+    finish(start(options, inputs, output, scratch, processes), options, documents, pages)
+
+
+def start(
+    options: RenderOptions,
+    inputs: Sequence[Path],
+    output: Path,
+    scratch: Path,
+    processes: Processes,
+) -> Running:
+    """Start rendering; the page count (and so the time limit) may be known only later."""
+    started = time.monotonic()
     gs_tmp = scratch / "tmp"
     gs_tmp.mkdir()
     marker = f"@@faxmail-{secrets.token_hex(6)}"
@@ -106,7 +129,6 @@ def run(
         "HOME": str(gs_tmp),
         "LC_ALL": "C",
     }
-    timeout = options.timeout_base_s + options.timeout_per_page_s * pages
     command = limited_command(argv, options.cpu_limit_s, options.memory_limit_bytes)
     proc = subprocess.Popen(
         command,
@@ -121,18 +143,33 @@ def run(
         processes.running.add(proc)
         if processes.stopped:
             kill_group(proc)
+    return Running(proc, marker, started, processes)
+
+
+def finish(
+    running: Running, options: RenderOptions, documents: Sequence[Document], pages: int
+) -> None:
+    """Watch the run to its end, `pages` setting its time limit (counted from its start)."""
+    timeout = options.timeout_base_s + options.timeout_per_page_s * pages
+    processes = running.processes
     try:
-        outcome = _watch(proc, marker, time.monotonic() + timeout, processes.lock)
+        outcome = _watch(running.proc, running.marker, running.started + timeout, processes.lock)
     finally:
-        with processes.lock:
-            kill_group(proc)
-            processes.running.discard(proc)
-        proc.wait()
-        if proc.stdout:
-            proc.stdout.close()
+        abandon(running)
     if processes.stopped:
         raise Refusal(LOCAL_ERROR)
-    _judge(outcome, proc.returncode, documents, timeout, pages)
+    _judge(outcome, running.proc.returncode, documents, timeout, pages)
+
+
+def abandon(running: Running) -> None:
+    """Kill the run's process group (if still there) and reap it."""
+    proc, processes = running.proc, running.processes
+    with processes.lock:
+        kill_group(proc)
+        processes.running.discard(proc)
+    proc.wait()
+    if proc.stdout:
+        proc.stdout.close()
 
 
 def _gs_arguments(options: RenderOptions, output: Path) -> list[str]:
@@ -235,13 +272,28 @@ def _watch(
         outcome.problem = pending[:_LINE_LIMIT].decode("utf-8", "replace").strip()
     elif prefix_seen:
         outcome.problem = "Ghostscript reported an error"
-    while time.monotonic() < deadline:
-        with lock:
-            if proc.poll() is not None:
-                return outcome
-        time.sleep(0.005)  # output closed: gs is writing its last page and exiting
-    outcome.timed_out = True
+    # Output closed: gs is writing its last page and exiting.
+    outcome.timed_out = not _exits_by(proc, deadline, lock)
     return outcome
+
+
+def _exits_by(proc: subprocess.Popen[bytes], deadline: float, lock: threading.Lock) -> bool:
+    """Wait for gs to exit, without reaping it (that is done under `lock`, see Processes):
+    a pidfd becomes readable the moment it exits, where polling would add up to a tick."""
+    try:
+        pidfd = os.pidfd_open(proc.pid)
+    except OSError:  # a kernel without pidfds (before Linux 5.3): poll
+        while time.monotonic() < deadline:
+            with lock:
+                if proc.poll() is not None:
+                    return True
+            time.sleep(0.005)
+        return False
+    try:
+        ready, _, _ = select.select([pidfd], [], [], max(0.0, deadline - time.monotonic()))
+        return bool(ready)
+    finally:
+        os.close(pidfd)
 
 
 def _judge(

@@ -37,8 +37,8 @@ _GENERIC = ("file is damaged", "Attempting to reconstruct cross-reference table"
 
 def check_pdf(doc: Document, max_pages: int) -> int:
     """The page count of `doc`, or Refusal: PDF_ENCRYPTED, DOCUMENT_DAMAGED, TOO_MANY_PAGES."""
+    require_pdf_header(doc)
     path = doc.path.absolute()  # absolute: a name can never be taken for an option
-    _require_header(doc, path)
     rc, out, err = _run(["qpdf", "--show-npages", str(path)], QPDF_TIMEOUT_S)
     if rc == _QPDF_ERROR and _requires_password(path):
         raise Refusal(PDF_ENCRYPTED)
@@ -56,7 +56,7 @@ def check_pdf(doc: Document, max_pages: int) -> int:
     return pages
 
 
-def _require_header(doc: Document, path: Path) -> None:
+def require_pdf_header(doc: Document) -> None:
     """The file must *start* with %PDF-.
 
     qpdf accepts a header anywhere in the first 1024 bytes, but Ghostscript decides by the first
@@ -65,7 +65,7 @@ def _require_header(doc: Document, path: Path) -> None:
     stop its file access).
     """
     try:
-        with open(path, "rb") as handle:
+        with open(doc.path, "rb") as handle:
             head = handle.read(5)
     except OSError as error:
         why = f"it cannot be opened ({error.strerror})"

@@ -1,8 +1,10 @@
 """Documents → one multi-page fax TIFF (G4, 1728 px wide): the steps and their limits.
 
-PDFs are vetted by qpdf (pdfcheck.py), images by their headers and made PDF pages (images.py),
-then all are rendered in one sandboxed Ghostscript run (ghostscript.py). A slot semaphore
-bounds the Ghostscript runs at a time; a fax that gets no slot in time is refused for now.
+Images are vetted by their headers and made PDF pages (images.py), PDFs by their first bytes,
+then all are rendered in one sandboxed Ghostscript run (ghostscript.py) while qpdf vets the
+PDFs (pdfcheck.py: encrypted, damaged, page count) alongside; a refusal there stops gs. A slot
+semaphore bounds the Ghostscript runs at a time; a fax that gets no slot in time is refused for
+now.
 Output goes to a temporary name and is renamed only after `validate_fax_tiff`: a killed gs
 leaves partial files behind.
 Measured here (2 cores, whole render() incl. checks and validation): 1 text page 67 ms,
@@ -28,7 +30,7 @@ from typing import Literal
 from . import ghostscript
 from .documents import Document
 from .images import image_pages, image_pdf
-from .pdfcheck import check_pdf
+from .pdfcheck import check_pdf, require_pdf_header
 from .replies import LOCAL_ERROR, RENDERER_BUSY, TOO_MANY_PAGES, Refusal
 from .tiffcheck import validate_fax_tiff
 
@@ -138,11 +140,17 @@ class Renderer:
     # --- steps ---------------------------------------------------------------------------
     def _render(self, documents: Sequence[Document], workdir: Path, started: float) -> RenderedFax:
         options = self.options
-        # The cheap checks run before a slot is taken: a bad file is refused without waiting.
-        counts = [self._count_pages(doc) for doc in documents]
-        total = sum(counts)
-        if total > options.max_pages:
-            raise Refusal(TOO_MANY_PAGES.format(pages=total, limit=options.max_pages))
+        # What needs no helper program runs before a slot is taken: a file that is not a PDF
+        # never meets Ghostscript, and images are counted by their headers.
+        for doc in documents:
+            if doc.kind == "pdf":
+                require_pdf_header(doc)
+        counts = {
+            n: image_pages(doc, options.max_pages)
+            for n, doc in enumerate(documents)
+            if doc.kind != "pdf"
+        }
+        _check_page_limit(sum(counts.values()), options.max_pages)
         if self._shared.processes.stopped:
             raise Refusal(LOCAL_ERROR)
         if not self._shared.slots.acquire(timeout=self.slot_wait_s):
@@ -154,10 +162,20 @@ class Renderer:
                 for n, doc in enumerate(documents, 1)
             ]
             partial = scratch / "fax.tif.partial"
+            running = ghostscript.start(options, inputs, partial, scratch, self._shared.processes)
             try:
-                ghostscript.run(
-                    options, documents, inputs, partial, scratch, total, self._shared.processes
-                )
+                # qpdf vets the PDFs while gs renders them (a fax's fixed cost halves); a
+                # refusal stops gs, and gs's time limit waits for the page count.
+                for n, doc in enumerate(documents):
+                    if doc.kind == "pdf":
+                        counts[n] = check_pdf(doc, options.max_pages)
+                total = sum(counts.values())
+                _check_page_limit(total, options.max_pages)
+            except BaseException:
+                ghostscript.abandon(running)
+                raise
+            try:
+                ghostscript.finish(running, options, documents, total)
             except Refusal as refusal:
                 if refusal.reply.code.startswith("5") and not self._ghostscript_works(scratch):
                     # gs fails on a blank page too: our fault, not the document's (retry later)
@@ -200,14 +218,14 @@ class Renderer:
             return False
         return True
 
-    def _count_pages(self, doc: Document) -> int:
-        if doc.kind == "pdf":
-            return check_pdf(doc, self.options.max_pages)
-        return image_pages(doc, self.options.max_pages)
-
     def _image_pdf(self, doc: Document, scratch: Path, number: int) -> Path:
         page_points = _PAGE_POINTS[self.options.paper]
         return image_pdf(doc, page_points, scratch / f"image-{number:02d}.pdf")
+
+
+def _check_page_limit(pages: int, limit: int) -> None:
+    if pages > limit:
+        raise Refusal(TOO_MANY_PAGES.format(pages=pages, limit=limit))
 
 
 def _min_is_white(source: Path, target: Path) -> Path:
