@@ -7,10 +7,10 @@ semaphore bounds the Ghostscript runs at a time; a fax that gets no slot in time
 now.
 Output goes to a temporary name and is renamed only after `validate_fax_tiff`: a killed gs
 leaves partial files behind.
-Measured here (2 cores, whole render() incl. checks and validation): 1 text page 67 ms,
-50 pages 0.27 s (about 5 ms per page; the validation 7 ms of it); a 150 dpi scanned page about
-15 ms more; photo mode about 30 ms per page (50 pages 1.6 s). The notes give 0.21 s for a
-300 dpi scanned page.
+Measured here (2 cores, whole render() incl. checks and validation): 1 text page 58 ms against
+50 ms for bare gs, 50 pages 0.23 s (about 4 ms per page; the validation 7 ms of it); a 150 dpi
+scanned page about 15 ms more; photo mode about 30 ms per page (50 pages 1.6 s). The notes give
+0.21 s for a 300 dpi scanned page.
 """
 
 from __future__ import annotations
