@@ -237,6 +237,7 @@ document_bytes = st.builds(
 # MIME trees (hostile)
 # =============================================================================================
 
+# Written out again on purpose, not imported: the oracle for what extract.py must take.
 DECLARED = {
     "application/pdf": "pdf",
     "application/x-pdf": "pdf",
