@@ -9,7 +9,6 @@ once before: a damaged image is refused, not faxed (as a damaged PDF is).
 
 from __future__ import annotations
 
-import os
 import struct
 import subprocess
 from pathlib import Path
@@ -18,7 +17,7 @@ import img2pdf
 from PIL import Image
 
 from .documents import Document
-from .processes import limited_command, short_reason
+from .processes import run_checker, short_reason
 from .replies import DOCUMENT_DAMAGED, RENDER_TOO_SLOW, TOO_MANY_PAGES, Refusal
 
 # Pixels per image frame. An A4 page scanned at 600 dpi has 35 M; Pillow's own bomb limit is
@@ -27,8 +26,6 @@ IMAGE_PIXEL_LIMIT = 50_000_000
 # `tiffinfo -D` decodes every strip of every page, strictly (exit 1 on a bad code word):
 # 5 ms for one fax page, 79 ms for 50 (tiffcheck.py measured it).
 TIFF_DECODE_TIMEOUT_S = 30.0
-TIFF_DECODE_CPU_S = 30
-TIFF_DECODE_MEMORY_BYTES = 1024**3
 
 _IMAGE_ERRORS: tuple[type[Exception], ...] = (
     OSError,  # includes PIL.UnidentifiedImageError
@@ -98,24 +95,13 @@ def _decode_tiff(doc: Document) -> None:
     its complaints to the daemon's stderr and carry on)."""
     argv = ["tiffinfo", "-D", str(doc.path.absolute())]  # absolute: never taken for an option
     try:
-        result = subprocess.run(
-            limited_command(argv, TIFF_DECODE_CPU_S, TIFF_DECODE_MEMORY_BYTES),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            timeout=TIFF_DECODE_TIMEOUT_S,
-            env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C"},
-        )
+        result = run_checker(argv, TIFF_DECODE_TIMEOUT_S)
     except subprocess.TimeoutExpired:
         why = f"decoding the image took more than {TIFF_DECODE_TIMEOUT_S:g} s"
         raise Refusal(RENDER_TOO_SLOW.format(why=why)) from None
     if result.returncode == 0:
         return  # warnings (an unknown private tag...) alone do not make an image damaged
-    errors = [
-        line
-        for line in result.stderr.decode("utf-8", "replace").splitlines()
-        if line.strip() and "Warning" not in line
-    ]
+    errors = [line for line in result.stderr.splitlines() if line.strip() and "Warning" not in line]
     detail = short_reason(errors[0]) if errors else f"exit {result.returncode}"
     why = f"the image data is damaged ({detail})"
     raise Refusal(DOCUMENT_DAMAGED.format(name=doc.label, why=why))

@@ -14,21 +14,14 @@ nothing that Ghostscript with -dPDFSTOPONERROR and its output check (ghostscript
 
 from __future__ import annotations
 
-import os
-import selectors
 import subprocess
-import time
 from pathlib import Path
 
 from .documents import Document
-from .processes import kill_group, limited_command
+from .processes import run_checker
 from .replies import DOCUMENT_DAMAGED, PDF_ENCRYPTED, RENDER_TOO_SLOW, TOO_MANY_PAGES, Refusal
 
 QPDF_TIMEOUT_S = 30.0
-QPDF_CPU_S = 30
-QPDF_MEMORY_BYTES = 1024**3
-# A damaged file can make qpdf print a warning per object: keep only the start of its output.
-_OUTPUT_LIMIT = 16 * 1024
 # qpdf's exit codes: 0 fine, 2 error, 3 warnings (it repaired something).
 _QPDF_ERROR, _QPDF_WARNINGS = 2, 3
 # Generic first lines of a qpdf complaint; the line after them says what is wrong.
@@ -100,43 +93,10 @@ def _reason(rc: int, err: str, path: Path) -> str:
 
 
 def _run(argv: list[str], timeout_s: float) -> tuple[int, str, str]:
-    """Run a checker: (exit code, stdout, stderr), each output cut to its first 16 KiB.
-
-    Own process group, killed when `timeout_s` passes (→ RENDER_TOO_SLOW).
-    """
-    proc = subprocess.Popen(
-        limited_command(argv, QPDF_CPU_S, QPDF_MEMORY_BYTES),
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        start_new_session=True,
-        env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C"},
-    )
-    assert proc.stdout is not None and proc.stderr is not None
-    out_fd, err_fd = proc.stdout.fileno(), proc.stderr.fileno()
-    kept = {out_fd: bytearray(), err_fd: bytearray()}
-    deadline = time.monotonic() + timeout_s
+    """qpdf's (exit code, stdout, stderr); RENDER_TOO_SLOW when it takes too long."""
     try:
-        with selectors.DefaultSelector() as selector:
-            for fd in kept:
-                selector.register(fd, selectors.EVENT_READ)
-            open_fds = len(kept)
-            while open_fds and time.monotonic() < deadline:
-                for key, _ in selector.select(deadline - time.monotonic()):
-                    fd = int(key.fd)
-                    chunk = os.read(fd, 65536)
-                    if not chunk:
-                        selector.unregister(fd)
-                        open_fds -= 1
-                    elif len(kept[fd]) < _OUTPUT_LIMIT:
-                        kept[fd] += chunk[: _OUTPUT_LIMIT - len(kept[fd])]
-        rc = proc.wait(max(deadline - time.monotonic(), 0.01))
+        checked = run_checker(argv, timeout_s)
     except subprocess.TimeoutExpired:
         why = f"checking the PDF took more than {timeout_s:g} s"
         raise Refusal(RENDER_TOO_SLOW.format(why=why)) from None
-    finally:
-        kill_group(proc)
-        proc.wait()
-        proc.stdout.close()
-        proc.stderr.close()
-    return rc, kept[out_fd].decode("utf-8", "replace"), kept[err_fd].decode("utf-8", "replace")
+    return checked.returncode, checked.stdout, checked.stderr

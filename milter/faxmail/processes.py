@@ -6,11 +6,18 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import selectors
 import shutil
 import signal
 import subprocess
+import time
+from dataclasses import dataclass
 
 _ABSOLUTE_PATH = re.compile(r"(?<![\w/])/(?:[\w.+-]+/)+[\w.+-]*")
+# A damaged file can make a checker print a line per object: keep only the start of its output.
+OUTPUT_LIMIT = 16 * 1024
+CHECKER_CPU_S = 30
+CHECKER_MEMORY_BYTES = 1024**3
 
 
 def limited_command(argv: list[str], cpu_s: int, memory_bytes: int) -> list[str]:
@@ -55,3 +62,54 @@ def short_reason(text: str, limit: int = 120) -> str:
     """One line of tool or library output, fit for a reply: no paths, bounded."""
     text = _ABSOLUTE_PATH.sub("<file>", " ".join(text.split()))
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+@dataclass(frozen=True)
+class Checked:
+    """What a checker said: its exit code and the start of its output."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def run_checker(argv: list[str], timeout_s: float) -> Checked:
+    """Run a checking tool (qpdf, tiffinfo) on a file: limited, in its own process group,
+    outputs cut to OUTPUT_LIMIT; the group is killed when it ends or `timeout_s` passes.
+
+    Raises subprocess.TimeoutExpired (the group killed), FileNotFoundError (tool missing).
+    """
+    proc = subprocess.Popen(
+        limited_command(argv, CHECKER_CPU_S, CHECKER_MEMORY_BYTES),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+        env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C"},
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    out_fd, err_fd = proc.stdout.fileno(), proc.stderr.fileno()
+    kept = {out_fd: bytearray(), err_fd: bytearray()}
+    deadline = time.monotonic() + timeout_s
+    try:
+        with selectors.DefaultSelector() as selector:
+            for fd in kept:
+                selector.register(fd, selectors.EVENT_READ)
+            open_fds = len(kept)
+            while open_fds and time.monotonic() < deadline:
+                for key, _ in selector.select(deadline - time.monotonic()):
+                    fd = int(key.fd)
+                    chunk = os.read(fd, 65536)
+                    if not chunk:
+                        selector.unregister(fd)
+                        open_fds -= 1
+                    elif len(kept[fd]) < OUTPUT_LIMIT:
+                        kept[fd] += chunk[: OUTPUT_LIMIT - len(kept[fd])]
+        rc = proc.wait(max(deadline - time.monotonic(), 0.01))
+    finally:
+        kill_group(proc)
+        proc.wait()
+        proc.stdout.close()
+        proc.stderr.close()
+    out, err = (kept[fd].decode("utf-8", "replace") for fd in (out_fd, err_fd))
+    return Checked(rc, out, err)

@@ -29,6 +29,7 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .processes import run_checker
 from .replies import LOCAL_ERROR, Refusal
 
 log = logging.getLogger("faxmail.tiffcheck")
@@ -217,16 +218,12 @@ def _ends_in_eofb(tail: bytes) -> bool:
 def _decode(path: Path, offset: int) -> str | None:
     """tiffinfo -D on the directory at `offset` only: its strips must decode without a word."""
     try:
-        result = subprocess.run(
-            ["tiffinfo", "-D", "-o", str(offset), str(path.absolute())],
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            timeout=TIFFINFO_TIMEOUT_S,
-            env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C"},
+        result = run_checker(
+            ["tiffinfo", "-D", "-o", str(offset), str(path.absolute())], TIFFINFO_TIMEOUT_S
         )
     except subprocess.TimeoutExpired:
         return f"tiffinfo took more than {TIFFINFO_TIMEOUT_S:.0f} s"
-    errors = result.stderr.decode("utf-8", "replace").strip()
+    errors = result.stderr.strip()
     if result.returncode != 0 or errors:
         first = errors.splitlines()[0] if errors else "no message"
         return f"last page does not decode: tiffinfo exit {result.returncode}: {first}"
