@@ -1,6 +1,6 @@
 """5. Line time and legibility per page: faxmail's renderer against the seed's gs command.
 
-"Ours" is faxmail.render.Renderer with the policy's default options (the daemon's own code:
+"Ours" is faxmail.render.renderer.Renderer with the policy's default options (the daemon's own code:
 qpdf check, sandboxed gs with the whitening transfer, TIFF validation). The seed ran
 `gs -sDEVICE=tiffg4 -r204x196 -dPDFFitPage` (plus what any batch run needs).
 Line time ≈ 12 s per call + 1.2 × bits / 14 400 per page (measured on real Asterisk at
@@ -18,8 +18,9 @@ from pathlib import Path
 
 from PIL import Image
 
-from faxmail.documents import Document
-from faxmail.render import Renderer, RenderOptions
+from faxmail.core.documents import Document
+from faxmail.render.options import RenderOptions
+from faxmail.render.renderer import Renderer
 
 from . import ocr
 from .common import BARE_GS, Row, Section, interleaved, ratio_row

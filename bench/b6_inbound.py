@@ -3,7 +3,7 @@
 Input as spandsp writes it: CCITT G3 2-D, reversed bit order (FillOrder 2), one strip per
 page, 1728 px wide. Two faxes: 2 pages of mixed resolution (fine letter + standard scan) and
 10 pages of fine text. Variants, interleaved per round:
-- notify: faxmail_notify.convert.fax_to_pdf in-process (tiffinfo check + img2pdf + preview),
+- notify: faxmail.notify.convert.fax_to_pdf in-process (tiffinfo check + img2pdf + preview),
 - img2pdf in-process (the conversion alone),
 - img2pdf as a process (its CLI: Python start-up included, like `convert`),
 - ImageMagick `convert` (the seed's choice). Debian's policy.xml forbids writing PDF; the
@@ -24,7 +24,7 @@ from pathlib import Path
 import img2pdf
 from PIL import Image, ImageChops
 
-from faxmail_notify.convert import fax_to_pdf
+from faxmail.notify.convert import fax_to_pdf
 
 from .common import BARE_GS, Row, Section, interleaved, ratio_row
 from .config import Config

@@ -1,8 +1,8 @@
 """Where the memory of one big fax mail goes: tracemalloc around each step of Gateway.decide.
 
-Runs the daemon's own code in-process (faxmail.runtime builds the Gateway from settings, in
+Runs the daemon's own code in-process (faxmail.daemon.runtime builds the Gateway from settings, in
 dry-run mode so nothing is queued), after reproducing what milterd.eom does with the spooled
-body. Each step is wrapped in the faxmail.decision namespace; per step it records how much
+body. Each step is wrapped in the faxmail.outbound.decision namespace; per step it records how much
 Python memory was live before it, its peak above that, and what it left allocated.
 Run alone: ``.venv/bin/python -m bench.memprofile`` (also called by benchmark 3).
 """
@@ -53,12 +53,12 @@ def _measured(name: str, steps: list[Step], fn: F) -> F:
 
 def profile(mail: bytes, lab: Lab) -> tuple[list[Step], float]:
     """Steps of one decide() for ``mail`` and the overall traced peak (MiB)."""
-    import faxmail.decision as decision
-    from faxmail.recipient import parse_recipient
-    from faxmail.render import Renderer
-    from faxmail.runtime import build_runtime
-    from faxmail.session import Session
-    from faxmail.settings import Settings
+    import faxmail.outbound.decision as decision
+    from faxmail.core.session import Session
+    from faxmail.core.settings import Settings
+    from faxmail.daemon.runtime import build_runtime
+    from faxmail.outbound.recipient import parse_recipient
+    from faxmail.render.renderer import Renderer
 
     from .lab import POLICY
 

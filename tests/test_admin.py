@@ -22,9 +22,9 @@ import pytest
 import yaml
 
 from conftest import attach_log
-from faxmail.admin.spool import PARKING
-from faxmail.callfile import parse_callfile
-from faxmail.store import COUNTED_STATES, RateLimits, SqliteStore
+from faxmail.asterisk.callfile import parse_callfile
+from faxmail.asterisk.takeback import PARKING
+from faxmail.store.sqlite import COUNTED_STATES, RateLimits, SqliteStore
 from infra.dkimkeys import Signer
 from infra.mail import Attachment, build_message
 from infra.milterproc import MilterProcess

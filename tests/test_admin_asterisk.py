@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from faxmail.admin.spool import AHEAD_S, PARKING, Busy, CallState, withdraw
-from faxmail.callfile import CallFile, render_callfile
+from faxmail.asterisk.callfile import CallFile, render_callfile
+from faxmail.asterisk.takeback import AHEAD_S, PARKING, Busy, CallState, withdraw
 from infra.asterisk import AsteriskInstance, StartAsterisk
 
 pytestmark = pytest.mark.asterisk

@@ -21,7 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from faxmail.admin.spool import (
+from faxmail.asterisk.callfile import CallFile, parse_callfile, render_callfile
+from faxmail.asterisk.takeback import (
     PARKING,
     Busy,
     CallState,
@@ -29,7 +30,6 @@ from faxmail.admin.spool import (
     locate,
     withdraw,
 )
-from faxmail.callfile import CallFile, parse_callfile, render_callfile
 
 NAME = "0123456789abcdef.call"
 BODY = render_callfile(

@@ -8,12 +8,12 @@ import ipaddress
 
 import pytest
 
-from faxmail.authenticate import identify_sender, verify_dkim
-from faxmail.dnslookup import DnsTempError, TxtLookup
-from faxmail.policy import Authentication, Policy
-from faxmail.replies import Refusal
-from faxmail.session import Session
-from faxmail.yamlfile import parse_yaml
+from faxmail.core.policy import Authentication, Policy
+from faxmail.core.replies import Refusal
+from faxmail.core.session import Session
+from faxmail.core.yamlfile import parse_yaml
+from faxmail.outbound.authenticate import identify_sender, verify_dkim
+from faxmail.outbound.dnslookup import DnsTempError, TxtLookup
 from infra.dkimkeys import Signer, default_signers, dns_records
 from infra.mail import build_message
 

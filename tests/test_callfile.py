@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from faxmail.callfile import (
+from faxmail.asterisk.callfile import (
     CallFile,
     clean_staging,
     parse_callfile,

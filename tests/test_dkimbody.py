@@ -10,8 +10,8 @@ import dkim
 import pytest
 from dkim.canonicalization import Relaxed, Simple
 
-from faxmail import dkimbody
-from faxmail.dkimbody import BodySpec, body_hash, read_header_block
+from faxmail.outbound import dkimbody
+from faxmail.outbound.dkimbody import BodySpec, body_hash, read_header_block
 
 # Line ends, bare CR and LF, runs of white space: where canonicalisations differ.
 ALPHABET = [b"a", b"b", b" ", b"  ", b"\t", b"\r", b"\n", b"\r\n", b"\r\n\r\n"]

@@ -148,7 +148,7 @@ def asterisk_user() -> tuple[int, int]:
 
 @pytest.fixture(scope="session")
 def notify_tools(asterisk_root: Path) -> None:
-    """faxmail-notify reads received TIFFs with libtiff's tools (notify/faxmail_notify/
+    """faxmail-notify reads received TIFFs with libtiff's tools (milter/faxmail/notify/
     convert.py); without them every good fax is mailed as "[FAILED] ... damaged"."""
     missing = [t for t in ("tiffinfo", "tiffcp") if not (asterisk_root / "usr/bin" / t).exists()]
     if missing:
@@ -229,7 +229,7 @@ def make_stack(
             spool_dir=spool,
             binds=[state],
             ro_binds=[REPO, etc],
-            env={"PYTHONPATH": f"{REPO}/milter:{REPO}/notify"},
+            env={"PYTHONPATH": f"{REPO}/milter"},
             extra_modules=["func_base64"],  # BASE64_ENCODE, see extensions.conf's header
             SIP_PORT=free_udp_port("127.0.0.1", "127.0.0.2"),
             SETTINGS=settings_path,

@@ -20,16 +20,16 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from faxmail.extract import extract_documents, parse_message, sniff
-from faxmail.facts import message_facts
-from faxmail.headertext import decode_header_text
-from faxmail.replies import (
+from faxmail.core.headertext import decode_header_text
+from faxmail.core.replies import (
     DOCUMENT_DAMAGED,
     MIME_TOO_DEEP,
     MIME_TOO_MANY_PARTS,
     NOTHING_TO_FAX,
     Refusal,
 )
+from faxmail.outbound.extract import extract_documents, parse_message, sniff
+from faxmail.outbound.facts import message_facts
 
 PDF = b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n"
 PDF2 = b"%PDF-1.7\n% second document\n%%EOF\n"

@@ -23,8 +23,8 @@ from pathlib import Path
 
 import pytest
 
-from faxmail.callfile import parse_callfile
-from faxmail.crashpoints import POINTS
+from faxmail.asterisk.callfile import parse_callfile
+from faxmail.core.crashpoints import POINTS
 from infra.dkimkeys import Signer, dns_records
 from infra.dns import DnsServer
 from infra.faxstate import callfiles, final_reply, job_rows, spool_dir

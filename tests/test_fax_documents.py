@@ -13,9 +13,10 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from faxmail.callfile import parse_callfile
-from faxmail.documents import Document
-from faxmail.render import Renderer, RenderOptions
+from faxmail.asterisk.callfile import parse_callfile
+from faxmail.core.documents import Document
+from faxmail.render.options import RenderOptions
+from faxmail.render.renderer import Renderer
 from infra.dkimkeys import Signer
 from infra.faxstate import callfiles, final_reply, job_rows, spool_dir
 from infra.mail import Attachment, build_message

@@ -37,16 +37,16 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from faxmail import extract as extract_module
-from faxmail.callfile import CallFile, parse_callfile, render_callfile
-from faxmail.enqueue import callfile_for
-from faxmail.extract import LABEL_NAME_LIMIT, extract_documents, parse_message, sniff
-from faxmail.facts import message_facts
-from faxmail.headertext import HEADER_TEXT_LIMIT, decode_header_text, from_8bit
-from faxmail.policy import Fax
-from faxmail.recipient import parse_number
-from faxmail.replies import DOCUMENT_DAMAGED, NOTHING_TO_FAX, Refusal
-from faxmail.store import Job
+from faxmail.asterisk.callfile import CallFile, parse_callfile, render_callfile
+from faxmail.core.headertext import HEADER_TEXT_LIMIT, decode_header_text, from_8bit
+from faxmail.core.policy import Fax
+from faxmail.core.replies import DOCUMENT_DAMAGED, NOTHING_TO_FAX, Refusal
+from faxmail.outbound import extract as extract_module
+from faxmail.outbound.enqueue import callfile_for
+from faxmail.outbound.extract import LABEL_NAME_LIMIT, extract_documents, parse_message, sniff
+from faxmail.outbound.facts import message_facts
+from faxmail.outbound.recipient import parse_number
+from faxmail.store.sqlite import Job
 
 # =============================================================================================
 # Profiles

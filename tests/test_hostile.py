@@ -34,7 +34,7 @@ from pathlib import Path
 import pytest
 
 from conftest import attach_log
-from faxmail.callfile import parse_callfile
+from faxmail.asterisk.callfile import parse_callfile
 from infra import hostile
 from infra.dkimkeys import Signer, sign_with_times
 from infra.dns import DnsServer, RawDnsResponder

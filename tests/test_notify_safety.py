@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from conftest import attach_log
-from faxmail_notify.cli import main
+from faxmail.notify.main import main
 from infra.postfix import PostfixInstance
 from test_notify_support import NotifyEnv, body_text, fax_tiff, parse
 

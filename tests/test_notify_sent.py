@@ -12,7 +12,7 @@ import pikepdf
 import pytest
 
 from conftest import attach_log
-from faxmail.callfile import parse_callfile
+from faxmail.asterisk.callfile import parse_callfile
 from infra.net import free_port
 from infra.postfix import PostfixInstance
 from test_notify_support import POLICY, NotifyEnv, attachments, body_text, parse

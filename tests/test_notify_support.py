@@ -22,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from faxmail.store import Job, RateLimits, SqliteStore
+from faxmail.store.sqlite import Job, RateLimits, SqliteStore
 from infra.pdfs import make_pdf
 from test_notify_dialplan import Dialplan, Ran
 

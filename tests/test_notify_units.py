@@ -13,15 +13,15 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from faxmail.policy import Inbound, Policy
-from faxmail.settings import Settings
-from faxmail.store import SCHEMA, SqliteStore
-from faxmail_notify import args
-from faxmail_notify.messages import AddressError, compose, mailbox
-from faxmail_notify.received import route
-from faxmail_notify.seedmail import expand_escapes
-from faxmail_notify.spool import NotifySpool
-from faxmail_notify.templates import reason_text, resolution_text
+from faxmail.core.policy import Inbound, Policy
+from faxmail.core.settings import Settings
+from faxmail.notify import args
+from faxmail.notify.messages import AddressError, compose, mailbox
+from faxmail.notify.outbox import NotifySpool
+from faxmail.notify.received import route
+from faxmail.notify.seedmail import expand_escapes
+from faxmail.notify.templates import reason_text, resolution_text
+from faxmail.store.sqlite import SCHEMA, SqliteStore
 from test_notify_support import NotifyEnv
 
 

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from faxmail.policy import DEFAULT_POLICY_YAML, Policy
-from faxmail.policywatch import PolicyHolder
-from faxmail.settings import Settings, load_settings
-from faxmail.yamlfile import ConfigError, parse_yaml
+from faxmail.core.policy import DEFAULT_POLICY_YAML, Policy
+from faxmail.core.policywatch import PolicyHolder
+from faxmail.core.settings import Settings, load_settings
+from faxmail.core.yamlfile import ConfigError, parse_yaml
 
 GOOD = """\
 fax_address:

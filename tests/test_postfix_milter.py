@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from faxmail.callfile import parse_callfile
+from faxmail.asterisk.callfile import parse_callfile
 from infra.dkimkeys import Signer
 from infra.dns import DnsServer
 from infra.faxstate import callfiles, final_reply, job_rows, spool_dir

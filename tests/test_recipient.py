@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from faxmail.authorize import check_destination
-from faxmail.policy import Policy
-from faxmail.recipient import parse_number, parse_recipient
-from faxmail.replies import Refusal
-from faxmail.yamlfile import parse_yaml
+from faxmail.core.policy import Policy
+from faxmail.core.replies import Refusal
+from faxmail.core.yamlfile import parse_yaml
+from faxmail.outbound.authorize import check_destination
+from faxmail.outbound.recipient import parse_number, parse_recipient
 
 POLICY = parse_yaml(
     """

@@ -16,10 +16,8 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageChops, ImageSequence
 
-from faxmail.documents import Document, DocumentKind
-from faxmail.pdfcheck import check_pdf
-from faxmail.render import Renderer, RenderOptions
-from faxmail.replies import (
+from faxmail.core.documents import Document, DocumentKind
+from faxmail.core.replies import (
     DOCUMENT_DAMAGED,
     LOCAL_ERROR,
     PDF_ENCRYPTED,
@@ -29,7 +27,10 @@ from faxmail.replies import (
     Refusal,
     Reply,
 )
-from faxmail.tiffcheck import validate_fax_tiff
+from faxmail.render.options import RenderOptions
+from faxmail.render.pdfcheck import check_pdf
+from faxmail.render.renderer import Renderer
+from faxmail.render.tiffcheck import validate_fax_tiff
 from infra.pdfs import (
     black_png_bytes,
     build_pdf,
@@ -439,7 +440,7 @@ def test_a_broken_ghostscript_is_our_fault_not_the_documents(
     # test page that gs also fails on shows the fault is ours: 451, and the sender retries.
     document = doc("pdf", make_pdf(1))
     fake_gs(tmp_path / "bin", script, monkeypatch)
-    monkeypatch.setattr("faxmail.render.GS_CHECK_TIMEOUT_S", 1.0)
+    monkeypatch.setattr("faxmail.render.renderer.GS_CHECK_TIMEOUT_S", 1.0)
     options = RenderOptions(timeout_base_s=1.0, timeout_per_page_s=0.0)
     refusal = refused(lambda: Renderer(options).render([document], workdir))
     assert _is(refusal, LOCAL_ERROR)

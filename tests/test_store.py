@@ -7,7 +7,7 @@ import threading
 import time
 from pathlib import Path
 
-from faxmail.store import Duplicate, Job, RateExceeded, RateLimits, SqliteStore
+from faxmail.store.sqlite import Duplicate, Job, RateExceeded, RateLimits, SqliteStore
 
 BASE = Job(
     id="j0",

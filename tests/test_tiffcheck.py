@@ -15,10 +15,11 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from faxmail.documents import Document
-from faxmail.render import Renderer, RenderOptions
-from faxmail.replies import LOCAL_ERROR, Refusal
-from faxmail.tiffcheck import validate_fax_tiff
+from faxmail.core.documents import Document
+from faxmail.core.replies import LOCAL_ERROR, Refusal
+from faxmail.render.options import RenderOptions
+from faxmail.render.renderer import Renderer
+from faxmail.render.tiffcheck import validate_fax_tiff
 from infra.pdfs import make_pdf
 
 PAGES = 3

@@ -25,7 +25,7 @@ file on both sides and nothing needs translating:
   creates a host user ``asterisk`` with it, for a milter that chowns to "asterisk").
 * ``binds`` (read-write) and ``ro_binds`` (read-only): anything else, e.g. the checkout,
   read-only, so that the notify program can run from it inside the chroot with
-  ``PYTHONPATH=<checkout>/milter:<checkout>/notify`` (pass it in ``env``: System() children
+  ``PYTHONPATH=<checkout>/milter`` (pass it in ``env``: System() children
   inherit Asterisk's environment; sid's python3 with the packages of the recipe). Asterisk
   can only traverse a bind whose host directory it could traverse itself: the directories
   *above* it are made 0755 inside the chroot, but the bound directory keeps its host mode

@@ -238,7 +238,7 @@ def faxmail_command(settings_path: Path) -> list[str]:
     script = Path(sys.executable).parent / "faxmail-milter"
     if script.exists():
         return [str(script), "--settings", str(settings_path)]
-    return [sys.executable, "-m", "faxmail.daemon", "--settings", str(settings_path)]
+    return [sys.executable, "-m", "faxmail.daemon.main", "--settings", str(settings_path)]
 
 
 def faxmail_milter(

@@ -20,10 +20,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..settings import Asterisk
-from ..store import Job
-from .context import EX_CONFIG, Admin, AdminError
-from .spool import (
+from faxmail.admin.context import EX_CONFIG, Admin, AdminError
+from faxmail.asterisk.takeback import (
     GRACE_S,
     PARKING,
     Busy,
@@ -34,6 +32,8 @@ from .spool import (
     put_back,
     withdraw,
 )
+from faxmail.core.settings import Asterisk
+from faxmail.store.sqlite import Job
 
 log = logging.getLogger("faxmail.cancel")
 
@@ -160,10 +160,10 @@ def _queued_at(admin: Admin, job: Job) -> float:
 
 def _mail(admin: Admin, job: Job) -> str:
     """Spool and hand over the result mail, as faxmail-notify does; a sentence about it."""
-    from faxmail_notify.context import Context
-    from faxmail_notify.deliver import deliver
-    from faxmail_notify.results import spool_result
-    from faxmail_notify.spool import NotifySpool
+    from faxmail.notify.deliver import deliver
+    from faxmail.notify.environment import Context
+    from faxmail.notify.outbox import NotifySpool
+    from faxmail.notify.results import spool_result
 
     try:
         ctx = Context(

@@ -20,11 +20,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..policy import Policy
-from ..settings import Settings, load_settings
-from ..store import Job, SqliteStore
-from ..storequery import StoreQuery
-from ..yamlfile import ConfigError, load_yaml
+from faxmail.core.policy import Policy
+from faxmail.core.settings import Settings, load_settings
+from faxmail.core.yamlfile import ConfigError, load_yaml
+from faxmail.store.queries import StoreQuery
+from faxmail.store.sqlite import Job, SqliteStore
 
 EX_REFUSED, EX_CONFIG = 1, 78
 DEFAULT_SETTINGS = Path("/etc/faxmail/settings.yaml")

@@ -11,13 +11,12 @@ import json
 from dataclasses import dataclass, replace
 from typing import Any, TextIO
 
-from faxmail_notify.templates import reason_text
-
-from ..store import Attempt, Job
-from ..storequery import Event, Inbound, JobFilter, Result
-from .context import Admin
-from .stats import dial_attempts
-from .text import clip, clock, iso, local, table, use_colour, zone
+from faxmail.admin.context import Admin
+from faxmail.admin.stats import dial_attempts
+from faxmail.admin.text import clip, clock, iso, local, table, use_colour, zone
+from faxmail.notify.templates import reason_text
+from faxmail.store.queries import Event, Inbound, JobFilter, Result
+from faxmail.store.sqlite import Attempt, Job
 
 LINK_EVENTS = ("resent", "resend-of", "duplicate", "cancelled")
 

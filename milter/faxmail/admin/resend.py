@@ -22,14 +22,14 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from ..authorize import check_destination
-from ..enqueue import Spool, enqueue, new_job_id
-from ..policy import Policy, Sender
-from ..recipient import PhoneNumber, parse_number
-from ..replies import FROM_NOT_ALLOWED, Refusal
-from ..senders import entries_for_author
-from ..store import Job, RateLimits
-from .context import Admin, AdminError
+from faxmail.admin.context import Admin, AdminError
+from faxmail.core.policy import Policy, Sender
+from faxmail.core.replies import FROM_NOT_ALLOWED, Refusal
+from faxmail.outbound.authorize import check_destination
+from faxmail.outbound.enqueue import Spool, enqueue, new_job_id
+from faxmail.outbound.recipient import PhoneNumber, parse_number
+from faxmail.outbound.senders import entries_for_author
+from faxmail.store.sqlite import Job, RateLimits
 
 RESENDABLE = ("sent", "failed", "cancelled")
 _OPEN = ("queueing", "queued", "sending")

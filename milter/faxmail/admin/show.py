@@ -12,15 +12,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from faxmail_notify.templates import mode_text, resolution_text
-
-from ..senders import entries_for_author
-from ..store import Attempt, Job
-from .context import Admin
-from .listing import Facts, dumps, fax_error, gather, printed, reason_of
-from .spool import Located, callfile_name, locate
-from .stats import DEFAULT_BITRATE, answered_calls, call_seconds
-from .text import clip, clock, coloured, iso, local, size, use_colour, zone
+from faxmail.admin.context import Admin
+from faxmail.admin.listing import Facts, dumps, fax_error, gather, printed, reason_of
+from faxmail.admin.stats import DEFAULT_BITRATE, answered_calls, call_seconds
+from faxmail.admin.text import clip, clock, coloured, iso, local, size, use_colour, zone
+from faxmail.asterisk.takeback import Located, callfile_name, locate
+from faxmail.notify.templates import mode_text, resolution_text
+from faxmail.outbound.senders import entries_for_author
+from faxmail.store.sqlite import Attempt, Job
 
 
 @dataclass(frozen=True)

@@ -13,10 +13,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
-from ..store import Attempt, Job
-from ..storequery import JobFilter
-from .context import Admin
-from .text import clip, dump_json, iso, local, table, zone
+from faxmail.admin.context import Admin
+from faxmail.admin.text import clip, dump_json, iso, local, table, zone
+from faxmail.store.queries import JobFilter
+from faxmail.store.sqlite import Attempt, Job
 
 CALL_SETUP_S = 13.0
 LINE_FACTOR = 1.2

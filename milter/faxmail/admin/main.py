@@ -1,0 +1,158 @@
+"""faxmail: the admin's command (policy check, dry-run, sendfax; the job commands are in
+admin/cli.py)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from faxmail.core.policy import Policy
+from faxmail.core.yamlfile import ConfigError, load_yaml
+
+EX_USAGE, EX_DATAERR, EX_NOINPUT, EX_CONFIG = 64, 65, 66, 78
+
+
+def _config_error(exc: ConfigError) -> int:
+    for problem in exc.problems:
+        print(f"{exc.source}: {problem}", file=sys.stderr)
+    return EX_CONFIG
+
+
+def _policy_check(args: argparse.Namespace) -> int:
+    try:
+        policy = load_yaml(args.file, Policy)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(f"{args.file}: {problem}", file=sys.stderr)
+        return 1
+    print(
+        f"{args.file}: OK ({len(policy.senders)} sender entries, "
+        f"fax domains: {', '.join(policy.fax_address.domains) or 'none'})"
+    )
+    return 0
+
+
+def _dry_run(args: argparse.Namespace) -> int:
+    from faxmail.admin.dryrun import run_dry
+
+    try:
+        raw = args.message.read_bytes()
+    except OSError as exc:
+        print(f"faxmail dry-run: {exc}", file=sys.stderr)
+        return EX_NOINPUT
+    try:
+        verdict = run_dry(
+            raw,
+            settings_path=args.settings,
+            policy_path=args.policy,
+            mail_from=args.mail_from,
+            rcpts=args.rcpt,
+            sasl_user=args.sasl_user,
+            client_ip=args.client_ip,
+        )
+    except ConfigError as exc:
+        return _config_error(exc)
+    if args.json:
+        print(json.dumps(verdict, ensure_ascii=False, indent=2))
+    else:
+        for line in verdict["lines"]:
+            print(line)
+    return 0 if verdict["accepted"] else 1
+
+
+def _sendfax(args: argparse.Namespace) -> int:
+    from faxmail.admin.sendfax import EX_TEMPFAIL, send_fax
+
+    raw = sys.stdin.buffer.read()
+    try:
+        outcome = send_fax(
+            raw,
+            context=args.context,
+            trunk=args.trunk,
+            number=args.number,
+            sender=args.sender,
+            settings_path=args.settings,
+        )
+    except ConfigError as exc:
+        return _config_error(exc)
+    except Exception as exc:  # noqa: BLE001 - fail closed: pipe(8) keeps the mail and retries
+        print(f"faxmail sendfax: temporary failure: {exc}", file=sys.stderr)
+        return EX_TEMPFAIL
+    print(outcome.message, file=sys.stderr if outcome.code else sys.stdout)
+    return outcome.code
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="faxmail",
+        description="Administer the faxmail e-mail to fax gateway.",
+        epilog="The daemon itself is faxmail-milter (see faxmail-milter --help).",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    policy = sub.add_parser("policy", help="work with the policy file")
+    policy_sub = policy.add_subparsers(dest="policy_command", required=True, metavar="ACTION")
+    check = policy_sub.add_parser(
+        "check",
+        help="validate a policy file; print each problem with its key path and line",
+        description="Validate a policy file. Exit 0 if valid, 1 with one line per problem.",
+    )
+    check.add_argument("file", type=Path)
+    check.set_defaults(func=_policy_check)
+
+    dry = sub.add_parser(
+        "dry-run",
+        help="run the milter's decision on a message file, without Postfix",
+        description=(
+            "Run the same steps the milter runs (recipient checks, DKIM, policy, extraction,"
+            " rendering) on MESSAGE and print the SMTP answer Postfix would give. Nothing is"
+            " queued. Exit 0 if the fax would be accepted, 1 if not."
+        ),
+    )
+    dry.add_argument("message", type=Path, metavar="MESSAGE.eml")
+    dry.add_argument("--mail-from", required=True, metavar="ADDR", help="envelope sender")
+    dry.add_argument(
+        "--rcpt", required=True, action="append", metavar="ADDR", help="recipient (repeatable)"
+    )
+    dry.add_argument("--sasl-user", metavar="USER", help="as if authenticated with SMTP AUTH")
+    dry.add_argument("--client-ip", metavar="IP", help="as if the client connected from IP")
+    dry.add_argument("--settings", type=Path, metavar="FILE", help="daemon settings YAML")
+    dry.add_argument("--policy", type=Path, metavar="FILE", help="policy YAML (overrides settings)")
+    dry.add_argument("--json", action="store_true", help="machine-readable output")
+    dry.set_defaults(func=_dry_run)
+
+    pipe = sub.add_parser(
+        "sendfax",
+        help="seed-compatible Postfix pipe(8) transport: fax the mail on standard input",
+        description=(
+            "Fax the mail read from standard input, as the original sendfax.py did from a"
+            " Postfix pipe(8) transport, through the same checks as the milter (policy, DKIM,"
+            " rendering, queueing). Exit codes for pipe(8): 0 queued, 75 try again later,"
+            " 77 not allowed, 65 bad document or number; the reason goes to standard error."
+            " Prefer the milter: it refuses before Postfix accepts the mail, so no bounce is"
+            " ever sent by your server to a forged sender."
+        ),
+    )
+    pipe.add_argument("context", help="Asterisk dialplan context for the call (fax.context)")
+    pipe.add_argument("trunk", help="PJSIP endpoint to dial through: PJSIP/<number>@TRUNK")
+    pipe.add_argument("number", help="the fax number (pipe(8): ${extension})")
+    pipe.add_argument("--sender", metavar="ADDR", help="envelope sender (pipe(8): ${sender})")
+    pipe.add_argument("--settings", type=Path, metavar="FILE", help="daemon settings YAML")
+    pipe.set_defaults(func=_sendfax)
+
+    from faxmail.admin.jobcommands import add_job_commands
+
+    add_job_commands(sub)  # jobs, show, cancel, resend, stats
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    code: int = args.func(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

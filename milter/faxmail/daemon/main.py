@@ -1,0 +1,188 @@
+"""faxmail-milter: the daemon Postfix consults for every mail (smtpd_milters)."""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import grp
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+from faxmail.core.settings import load_settings
+from faxmail.core.yamlfile import ConfigError
+from faxmail.daemon.runtime import Runtime, build_runtime
+
+log = logging.getLogger("faxmail.daemon")
+
+EX_CONFIG = 78  # sysexits: configuration error
+
+HELP = """\
+Decide, during the SMTP dialogue, whether mail to fax+<number>@<your domain> may be faxed:
+sender authenticated (DKIM aligned with From:, SASL login or a trusted client network) and
+allowed by the policy, destination allowed, limits kept. Accepted faxes are rendered with
+Ghostscript and queued as Asterisk call files before Postfix answers 250; everything else gets
+a specific 4xx/5xx. Mail to other addresses passes untouched.
+
+Wire it into Postfix (main.cf):
+    smtpd_milters = unix:/run/faxmail/milter.sock
+    milter_protocol = 6
+    milter_default_action = tempfail
+
+With no --settings it runs on embedded defaults: socket inet:8894@127.0.0.1, state in
+./faxmail-state, and a policy that allows nobody (printed at start).
+
+Signals: SIGHUP reloads the policy (it also reloads by itself when the file changes; an
+invalid edit is logged and the last good policy stays in force); SIGTERM stops.
+"""
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="faxmail-milter",
+        description=HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Check a policy before installing it: faxmail policy check FILE",
+    )
+    parser.add_argument(
+        "--settings",
+        type=Path,
+        metavar="FILE",
+        help="daemon settings YAML (socket, policy path, state_dir, dns, asterisk, log_level)",
+    )
+    parser.add_argument(
+        "--socket", help="override the settings' socket, e.g. unix:/run/faxmail/milter.sock"
+    )
+    parser.add_argument(
+        "--policy", type=Path, metavar="FILE", help="override the settings' policy file"
+    )
+    return parser.parse_args(argv)
+
+
+def tame_malloc() -> None:
+    """Give big mails' memory back to the system once they are decided.
+
+    glibc raises its mmap threshold after each large free (up to 32 MB) and keeps an arena per
+    thread, so a 20 MB mail's copies would stay in the process for good. A fixed threshold and
+    two arenas keep the daemon's size near its working set.
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return  # not glibc: nothing to tune
+    m_mmap_threshold, m_arena_max = -3, -8  # from <malloc.h>
+    libc.mallopt(m_mmap_threshold, 256 * 1024)
+    libc.mallopt(m_arena_max, 2)
+
+
+def setup_logging(level: str, log_file: Path | None) -> None:
+    handler: logging.Handler = (
+        logging.FileHandler(log_file) if log_file else logging.StreamHandler(sys.stderr)
+    )
+    handler.setFormatter(
+        logging.Formatter(
+            "%(asctime)s faxmail-milter[%(process)d] %(levelname)s %(name)s: %(message)s"
+        )
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+
+
+def _secure_socket(spec: str, group: str | None) -> None:
+    """A unix socket must not be open to every local user: whoever talks to it could claim a
+    SASL login. Make it 0660 and give it Postfix's group."""
+    if not spec.startswith(("unix:", "local:")):
+        return
+    path = Path(spec.split(":", 1)[1])
+    for _ in range(100):
+        if path.exists():
+            break
+        time.sleep(0.05)
+    if not path.exists():
+        return
+    if group is not None and os.geteuid() == 0:
+        try:
+            os.chown(path, -1, grp.getgrnam(group).gr_gid)
+        except KeyError:
+            log.warning("group %s does not exist; socket %s keeps its group", group, path)
+    os.chmod(path, 0o660)
+
+
+def serve(runtime: Runtime) -> None:
+    """Run libmilter in a thread; the main thread waits for signals.
+
+    libmilter sigwaits for SIGHUP/SIGTERM itself and would stop on SIGHUP. Linux hands a
+    process-directed signal to the main thread when it is waiting for it, so we get them first.
+    """
+    import Milter
+
+    from faxmail.daemon.milterd import COUNTERS, FaxMilter
+
+    FaxMilter.gateway = runtime.gateway
+    FaxMilter.authserv_id = runtime.settings.authserv_id
+    Milter.factory = FaxMilter
+    Milter.set_flags(Milter.ADDHDRS | Milter.ADDRCPT | Milter.DELRCPT)
+    wanted = {signal.SIGHUP, signal.SIGTERM, signal.SIGINT}
+    signal.pthread_sigmask(signal.SIG_BLOCK, wanted)
+    settings = runtime.settings
+    if settings.socket.startswith(("unix:", "local:")):
+        Path(settings.socket.split(":", 1)[1]).parent.mkdir(parents=True, exist_ok=True)
+    failure: list[Exception] = []
+
+    def run() -> None:
+        try:
+            Milter.runmilter("faxmail", settings.socket, settings.milter_timeout)
+        except Exception as exc:  # noqa: BLE001 - e.g. socket in use; the main thread reports it
+            failure.append(exc)
+        finally:
+            os.kill(os.getpid(), signal.SIGTERM)  # wake the main thread
+
+    thread = threading.Thread(target=run, name="libmilter", daemon=True)
+    thread.start()
+    _secure_socket(settings.socket, settings.socket_group)
+    log.info("listening on %s; policy %s", settings.socket, runtime.policies.source)
+    while True:
+        received = signal.sigwait(wanted)
+        if received == signal.SIGHUP:
+            log.info("SIGHUP: reloading the policy")
+            runtime.policies.reload()
+            continue
+        break
+    if thread.is_alive():
+        import milter as libmilter  # pymilter's C module; smfi_stop()
+
+        libmilter.stop()  # type: ignore[attr-defined]
+        thread.join(timeout=10)
+    runtime.close()
+    log.info("callbacks since start: %s", COUNTERS)
+    if failure:
+        raise SystemExit(f"faxmail-milter: cannot serve on {settings.socket}: {failure[0]}")
+    log.info("stopped")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    tame_malloc()
+    try:
+        settings = load_settings(args.settings)
+        overrides = {k: v for k, v in (("socket", args.socket), ("policy", args.policy)) if v}
+        if overrides:
+            settings = settings.model_copy(update=overrides)
+        setup_logging(settings.log_level, settings.log_file)
+        runtime = build_runtime(settings)
+    except ConfigError as exc:
+        print(f"faxmail-milter: configuration error in {exc.source}:", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return EX_CONFIG
+    serve(runtime)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,82 @@
+"""Build the long-lived parts (policy, store, spool, renderer) from the settings, once."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from faxmail.core.policy import DEFAULT_POLICY_YAML
+from faxmail.core.policywatch import PolicyHolder
+from faxmail.core.settings import Settings
+from faxmail.outbound.decision import Gateway
+from faxmail.outbound.dnslookup import make_txt_lookup
+from faxmail.outbound.enqueue import Spool, repair
+from faxmail.render.options import RenderOptions
+from faxmail.render.renderer import Renderer
+from faxmail.store.sqlite import SqliteStore
+
+log = logging.getLogger("faxmail.runtime")
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    policies: PolicyHolder
+    store: SqliteStore
+    spool: Spool
+    renderer: Renderer
+    gateway: Gateway
+
+    def close(self) -> None:
+        self.renderer.stop_all()
+        self.store.close()
+
+
+Mode = Literal["daemon", "dry-run", "pipe"]
+
+
+def _share_store(state: Path, owner: tuple[int, int]) -> None:
+    """Run as root, the daemon gives the job store to Asterisk's user: faxmail-notify, which
+    Asterisk runs as that user, writes to it too ("attempt to write a readonly database")."""
+    for path in (state, *state.glob("faxmail.sqlite*")):
+        os.chown(path, *owner)
+
+
+def build_runtime(settings: Settings, *, mode: Mode = "daemon") -> Runtime:
+    """`daemon` owns the spool: it clears stale work files and repairs what a crash left.
+    `pipe` (faxmail sendfax, one process per mail, maybe several at once) must not; `dry-run`
+    queues nothing."""
+    policies = PolicyHolder(settings.policy)  # ConfigError: refuse to start
+    if policies.source == "<embedded default>":
+        log.warning(
+            "no policy file: the embedded default allows nobody to fax:\n%s", DEFAULT_POLICY_YAML
+        )
+    state = settings.state_dir
+    work = state / "work"
+    if mode == "daemon":
+        shutil.rmtree(work, ignore_errors=True)  # work files of a previous run are garbage
+    work.mkdir(parents=True, exist_ok=True)
+    store = SqliteStore(state / "faxmail.sqlite")
+    spool = Spool.from_settings(settings.asterisk)
+    if spool.owner is not None and mode == "daemon":
+        _share_store(state, spool.owner)
+    problems = spool.problems()
+    for problem in problems:
+        log.warning("fax queueing unavailable until fixed (faxes get 451): %s", problem)
+    if not problems and mode == "daemon":
+        repair(spool, store)
+    renderer = Renderer(RenderOptions(), slots=settings.render_slots)
+    gateway = Gateway(
+        policies=policies,
+        store=store,
+        lookup=make_txt_lookup(settings.dns),
+        spool=spool,
+        renderer=renderer,
+        work_root=work,
+        dry_run=mode == "dry-run",
+    )
+    return Runtime(settings, policies, store, spool, renderer, gateway)

@@ -1,0 +1,226 @@
+"""The outbound pipeline: parse → authenticate → authorize → extract → render → enqueue.
+
+Each step is a function over typed values that raises `Refusal(reply)` to stop. The milter, the
+`faxmail dry-run` command and the seed-compatible `faxmail sendfax` all call `Gateway`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+from faxmail.core.documents import Document
+from faxmail.core.policy import Fax, Policy
+from faxmail.core.policywatch import PolicyHolder
+from faxmail.core.replies import (
+    FROM_MISSING,
+    FROM_NOT_SINGLE,
+    MESSAGE_TOO_BIG,
+    QUEUE_UNAVAILABLE,
+    RENDERER_BUSY,
+    SENDER_UNKNOWN,
+    Refusal,
+)
+from faxmail.core.session import Session
+from faxmail.outbound.authenticate import Identity, identify_sender
+from faxmail.outbound.authorize import check_destination, check_rate, max_pages, rate_limits
+from faxmail.outbound.dnslookup import TxtLookup
+from faxmail.outbound.enqueue import Spool, enqueue, new_job_id
+from faxmail.outbound.extract import extract_documents, parse_message_file
+from faxmail.outbound.facts import MessageFacts, message_facts
+from faxmail.outbound.recipient import FaxRecipient, parse_recipient
+from faxmail.outbound.senders import could_match_at_rcpt
+from faxmail.render.options import RenderOptions
+from faxmail.render.renderer import RenderedFax, Renderer
+from faxmail.store.sqlite import Job, Store
+
+log = logging.getLogger("faxmail.decision")
+
+
+@dataclass(frozen=True)
+class Queued:
+    """The answer for an accepted fax mail."""
+
+    identity: Identity
+    jobs: dict[str, str]  # fax address → job id (an earlier job's id for a resent duplicate)
+    pages: int
+    facts: MessageFacts
+    fax: Fax  # the policy's fax settings this decision used (what to do with the mail now)
+
+
+BIG_MESSAGE_BYTES = 4 * 1024 * 1024
+BIG_MESSAGE_WAIT_S = 120.0
+
+
+@dataclass
+class Gateway:
+    policies: PolicyHolder
+    store: Store
+    lookup: TxtLookup
+    spool: Spool
+    renderer: Renderer
+    work_root: Path
+    dry_run: bool = False  # decide only: render to check, queue nothing
+    # A mail being decided is parsed into memory (its documents' encoded text): big ones take
+    # turns, so memory stays bounded however many arrive at once.
+    _big_messages: threading.Semaphore = field(default_factory=lambda: threading.Semaphore(1))
+
+    @property
+    def policy(self) -> Policy:
+        return self.policies.current()
+
+    # --- RCPT TO: cheap checks for one recipient -----------------------------------------
+    def check_recipient(self, session: Session, address: str) -> FaxRecipient | None:
+        """None for ordinary mail; the fax recipient if allowed so far; Refusal otherwise."""
+        policy = self.policy
+        recipient = parse_recipient(address, policy.fax_address, policy.destinations.region)
+        if recipient is None:
+            return None
+        check_destination(recipient.number, policy)
+        if policy.authentication.rcpt_sender_check and not could_match_at_rcpt(policy, session):
+            raise Refusal(SENDER_UNKNOWN.format(sender=session.envelope_sender or "<>"))
+        if session.envelope_sender:
+            check_rate(self.store, session.envelope_sender, rate_limits(policy, None), time.time())
+        return recipient
+
+    @contextmanager
+    def memory_slot(self, size: int) -> Iterator[None]:
+        """Hold this around reading a mail of `size` bytes into memory and deciding it."""
+        if size < BIG_MESSAGE_BYTES:
+            yield
+            return
+        if not self._big_messages.acquire(timeout=BIG_MESSAGE_WAIT_S):
+            raise Refusal(RENDERER_BUSY)
+        try:
+            yield
+        finally:
+            self._big_messages.release()
+
+    # --- end of message: the whole decision ----------------------------------------------
+    def decide(
+        self, session: Session, recipients: Sequence[FaxRecipient], mail: IO[bytes]
+    ) -> Queued:
+        """Decide on the whole mail in `mail`, a seekable binary file (never read whole)."""
+        policy = self.policy
+        if mail.seek(0, os.SEEK_END) > policy.limits.max_message_bytes:
+            raise Refusal(MESSAGE_TOO_BIG.format(limit=policy.limits.max_message_bytes))
+        # parse
+        message = parse_message_file(mail)
+        facts = message_facts(message)
+        if facts.from_count != 1:
+            raise Refusal(FROM_NOT_SINGLE.format(count=facts.from_count))
+        if not facts.from_address or "@" not in facts.from_address:
+            raise Refusal(FROM_MISSING)
+        # authenticate
+        identity = identify_sender(
+            facts.from_address,
+            session,
+            policy,
+            message=mail,
+            fax_addresses=[r.address for r in recipients],
+            lookup=self.lookup,
+        )
+        # authorize
+        limits = rate_limits(policy, identity.entry)
+        for recipient in recipients:
+            check_destination(recipient.number, policy, identity.entry)
+        # A cheap read before the costly render; admit() counts again inside its transaction.
+        check_rate(self.store, identity.author, limits, time.time())
+        problems = [] if self.dry_run else self.spool.problems()
+        if problems:
+            log.error("cannot queue faxes: %s", "; ".join(problems))
+            raise Refusal(QUEUE_UNAVAILABLE)
+        workdir = Path(tempfile.mkdtemp(prefix="job-", dir=self.work_root))
+        try:
+            # extract, render
+            documents = extract_documents(message, workdir)
+            rendered = self._renderer(policy, max_pages(policy, identity.entry)).render(
+                documents, workdir
+            )
+            if self.dry_run:
+                dry = {r.address: "(dry run)" for r in recipients}
+                return Queued(identity, dry, rendered.pages, facts, policy.fax)
+            # enqueue: one job per fax recipient
+            digest = _digest(documents)
+            jobs = {
+                r.address: enqueue(
+                    self._job(session, identity, facts, r, rendered, digest, policy),
+                    rendered.tiff,
+                    spool=self.spool,
+                    fax=policy.fax,
+                    store=self.store,
+                    limits=limits,
+                )
+                for r in recipients
+            }
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+        return Queued(identity, jobs, rendered.pages, facts, policy.fax)
+
+    def _renderer(self, policy: Policy, pages: int) -> Renderer:
+        """The renderer for these options; all share the daemon's concurrency slots."""
+        fax = policy.fax
+        options = RenderOptions(
+            paper=fax.paper,
+            resolution=fax.resolution,
+            whiten_threshold=fax.whiten_threshold,
+            blacken_threshold=fax.blacken_threshold,
+            photo=fax.photo,
+            max_pages=pages,
+            timeout_base_s=fax.render_timeout_s,
+            timeout_per_page_s=fax.render_timeout_per_page_s,
+        )
+        return self.renderer.with_options(options)
+
+    def _job(
+        self,
+        session: Session,
+        identity: Identity,
+        facts: MessageFacts,
+        recipient: FaxRecipient,
+        rendered: RenderedFax,
+        digest: str,
+        policy: Policy,
+    ) -> Job:
+        job_id = new_job_id()
+        return Job(
+            id=job_id,
+            created=time.time(),
+            state="queueing",
+            sender=identity.author.lower(),
+            envelope_sender=session.envelope_sender,
+            author=identity.author,
+            reply_to=facts.reply_to,
+            subject=facts.subject,
+            number_given=recipient.number.given,
+            number_e164=recipient.number.e164,
+            number_dialled=recipient.number.dialled,
+            pages=rendered.pages,
+            digest=digest,
+            message_id=facts.message_id or "",
+            proof=identity.proof,
+            dkim_domain=identity.dkim.domain if identity.dkim else None,
+            language=identity.entry.language or policy.language,
+            tiff=str(self.spool.faxes / f"{job_id}.tif"),
+            render_seconds=rendered.seconds,
+            tiff_bytes=rendered.size,
+        )
+
+
+def _digest(documents: Sequence[Document]) -> str:
+    """Of the documents as sent (the TIFF carries a time stamp, so it would differ per run)."""
+    digest = hashlib.sha256()
+    for document in documents:
+        with open(document.path, "rb") as handle:
+            digest.update(hashlib.file_digest(handle, "sha256").digest())
+    return digest.hexdigest()

@@ -1,0 +1,221 @@
+"""Documents → one multi-page fax TIFF (G4, 1728 px wide): the steps and their limits.
+
+Images are vetted by their headers and made PDF pages (images.py), PDFs by their first bytes,
+then all are rendered in one sandboxed Ghostscript run (ghostscript.py) while qpdf vets the
+PDFs (pdfcheck.py: encrypted, damaged, page count) alongside; a refusal there stops gs. A slot
+semaphore bounds the Ghostscript runs at a time; a fax that gets no slot in time is refused for
+now.
+Output goes to a temporary name and is renamed only after `validate_fax_tiff`: a killed gs
+leaves partial files behind.
+What it costs against bare Ghostscript is measured by bench/ (bench/README.md).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from faxmail.core.documents import Document
+from faxmail.core.replies import LOCAL_ERROR, RENDERER_BUSY, TOO_MANY_PAGES, Refusal
+from faxmail.render import ghostscript
+from faxmail.render.images import image_pages, image_pdf
+from faxmail.render.options import PAGE_POINTS, RenderOptions
+from faxmail.render.pdfcheck import check_pdf, require_pdf_header
+from faxmail.render.tiffcheck import validate_fax_tiff
+
+log = logging.getLogger("faxmail.render")
+
+FAX_NAME = "fax.tif"
+TIFFCROP_TIMEOUT_S = 60.0
+GS_CHECK_TIMEOUT_S = 10.0  # a blank page takes ~50 ms
+# A valid one-page blank A4 PDF (qpdf --check: no errors), to tell a broken gs from a bad file.
+BLANK_PDF = (
+    b"%PDF-1.4\n1 0 obj<</Type/Catalog/Pages 2 0 R>>endobj\n"
+    b"2 0 obj<</Type/Pages/Kids[3 0 R]/Count 1>>endobj\n"
+    b"3 0 obj<</Type/Page/Parent 2 0 R/MediaBox[0 0 595 842]>>endobj\n"
+    b"xref\n0 4\n0000000000 65535 f \n0000000009 00000 n \n0000000052 00000 n \n"
+    b"0000000101 00000 n \ntrailer<</Root 1 0 R/Size 4>>\nstartxref\n164\n%%EOF\n"
+)
+
+
+@dataclass(frozen=True)
+class RenderedFax:
+    tiff: Path
+    pages: int
+    seconds: float
+    size: int
+
+
+class _Shared:
+    """What every Renderer of one daemon shares: the slots and the running gs processes."""
+
+    def __init__(self, slots: int) -> None:
+        self.slots = threading.BoundedSemaphore(slots)
+        self.processes = ghostscript.Processes()
+
+
+class Renderer:
+    def __init__(
+        self,
+        options: RenderOptions,
+        slots: int | None = None,
+        slot_wait_s: float = 5.0,
+        *,
+        shared: _Shared | None = None,
+    ) -> None:
+        count = slots if slots is not None else (os.cpu_count() or 1)
+        if count < 1:
+            raise ValueError("slots must be at least 1")
+        self.options = options
+        self.slot_wait_s = slot_wait_s
+        self._shared = shared if shared is not None else _Shared(count)
+
+    def with_options(self, options: RenderOptions) -> Renderer:
+        """A renderer with other options that shares this one's slots and processes."""
+        return Renderer(options, slot_wait_s=self.slot_wait_s, shared=self._shared)
+
+    def render(self, documents: Sequence[Document], workdir: Path) -> RenderedFax:
+        """All documents, in order, as one fax TIFF `workdir/fax.tif`.
+
+        Refusal: PDF_ENCRYPTED, DOCUMENT_DAMAGED, TOO_MANY_PAGES (over all documents),
+        RENDER_TOO_SLOW, RENDERER_BUSY (no slot within slot_wait_s), LOCAL_ERROR (bad output,
+        daemon stopping). Only fax.tif is left in `workdir`; the documents are not touched.
+        """
+        if not documents:
+            raise ValueError("nothing to render")
+        started = time.monotonic()
+        try:
+            fax = self._render(documents, workdir, started)
+        except Refusal as refusal:
+            log.info("render refused after %.2f s: %s", time.monotonic() - started, refusal)
+            raise
+        log.info("rendered %d page(s) in %.2f s, %d bytes", fax.pages, fax.seconds, fax.size)
+        return fax
+
+    def stop_all(self) -> None:
+        """Kill every running Ghostscript process group; later renders fail with LOCAL_ERROR."""
+        self._shared.processes.stop_all()
+
+    # --- steps ---------------------------------------------------------------------------
+    def _render(self, documents: Sequence[Document], workdir: Path, started: float) -> RenderedFax:
+        options = self.options
+        # What needs no helper program runs before a slot is taken: a file that is not a PDF
+        # never meets Ghostscript, and images are counted by their headers.
+        for doc in documents:
+            if doc.kind == "pdf":
+                require_pdf_header(doc)
+        counts = {
+            n: image_pages(doc, options.max_pages)
+            for n, doc in enumerate(documents)
+            if doc.kind != "pdf"
+        }
+        _check_page_limit(sum(counts.values()), options.max_pages)
+        if self._shared.processes.stopped:
+            raise Refusal(LOCAL_ERROR)
+        if not self._shared.slots.acquire(timeout=self.slot_wait_s):
+            raise Refusal(RENDERER_BUSY)
+        scratch = Path(tempfile.mkdtemp(prefix=".render-", dir=workdir))
+        try:
+            inputs = [
+                doc.path.absolute() if doc.kind == "pdf" else self._image_pdf(doc, scratch, n)
+                for n, doc in enumerate(documents, 1)
+            ]
+            partial = scratch / "fax.tif.partial"
+            running = ghostscript.start(options, inputs, partial, scratch, self._shared.processes)
+            try:
+                # qpdf vets the PDFs while gs renders them (a fax's fixed cost halves); a
+                # refusal stops gs, and gs's time limit waits for the page count.
+                for n, doc in enumerate(documents):
+                    if doc.kind == "pdf":
+                        counts[n] = check_pdf(doc, options.max_pages)
+                total = sum(counts.values())
+                _check_page_limit(total, options.max_pages)
+            except BaseException:
+                ghostscript.abandon(running)
+                raise
+            try:
+                ghostscript.finish(running, options, documents, total)
+            except Refusal as refusal:
+                if refusal.reply.code.startswith("5") and not self._ghostscript_works(scratch):
+                    # gs fails on a blank page too: our fault, not the document's (retry later)
+                    log.error("Ghostscript fails on a blank test page: %s", refusal.reply)
+                    raise Refusal(LOCAL_ERROR) from None
+                raise
+            if options.photo:
+                partial = _min_is_white(partial, scratch / "fax-white.tif.partial")
+            validate_fax_tiff(partial, total)
+            final = workdir / FAX_NAME
+            os.replace(partial, final)
+            return RenderedFax(final, total, time.monotonic() - started, final.stat().st_size)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+            self._shared.slots.release()
+
+    def _ghostscript_works(self, scratch: Path) -> bool:
+        """Render a blank one-page PDF with the same options: does gs itself work?
+
+        Asked only after gs refused a document (a hang, a crash, an error): a hung or broken
+        gs refuses every document, and its senders must get a 4xx and retry, not a bounce.
+        """
+        check = scratch / "gs-check"
+        check.mkdir()
+        blank = check / "blank.pdf"
+        blank.write_bytes(BLANK_PDF)
+        # Its own limit, not the admin's: a tight render limit must not make gs look broken.
+        options = replace(self.options, timeout_base_s=GS_CHECK_TIMEOUT_S, timeout_per_page_s=0)
+        try:
+            ghostscript.run(
+                options,
+                [Document("pdf", blank, "blank test page")],
+                [blank],
+                check / "blank.tif",
+                check,
+                1,
+                self._shared.processes,
+            )
+        except Refusal:
+            return False
+        return True
+
+    def _image_pdf(self, doc: Document, scratch: Path, number: int) -> Path:
+        page_points = PAGE_POINTS[self.options.paper]
+        return image_pdf(doc, page_points, scratch / f"image-{number:02d}.pdf")
+
+
+def _check_page_limit(pages: int, limit: int) -> None:
+    if pages > limit:
+        raise Refusal(TOO_MANY_PAGES.format(pages=pages, limit=limit))
+
+
+def _min_is_white(source: Path, target: Path) -> Path:
+    """`tiffscaled` writes min-is-black pages, which older spandsp sends inverted.
+
+    `tiffcrop -I both` inverts the data and the Photometric tag together: the same picture,
+    labelled min-is-white, still one G4 strip per page (measured: pixel-identical, about 5 ms
+    per page). Inverting with the transfer function instead would be undone by a PDF that sets
+    its own (/TR in an ExtGState): the page came out all white.
+    """
+    try:
+        result = subprocess.run(
+            ["tiffcrop", "-I", "both", str(source), str(target)],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            timeout=TIFFCROP_TIMEOUT_S,
+            env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C"},
+        )
+    except subprocess.TimeoutExpired:
+        log.warning("tiffcrop took more than %g s", TIFFCROP_TIMEOUT_S)
+        raise Refusal(LOCAL_ERROR) from None
+    errors = result.stderr.decode("utf-8", "replace").strip()
+    if result.returncode != 0 or errors:
+        log.warning("tiffcrop failed (exit %d): %s", result.returncode, errors[:300])
+        raise Refusal(LOCAL_ERROR)
+    return target
