@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from faxmail.admin.context import EX_CONFIG, Admin, AdminError
+from faxmail.admin.context import Admin, AdminError
 from faxmail.asterisk.takeback import (
     GRACE_S,
     PARKING,
@@ -32,6 +32,7 @@ from faxmail.asterisk.takeback import (
     put_back,
     withdraw,
 )
+from faxmail.core.exitcodes import EX_CONFIG
 from faxmail.core.settings import Asterisk
 from faxmail.store.sqlite import Job
 

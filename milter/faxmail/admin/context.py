@@ -20,13 +20,13 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from faxmail.core.exitcodes import EX_CONFIG, EX_REFUSED
 from faxmail.core.policy import Policy
 from faxmail.core.settings import Settings, load_settings
 from faxmail.core.yamlfile import ConfigError, load_yaml
 from faxmail.store.queries import StoreQuery
 from faxmail.store.sqlite import Job, SqliteStore
 
-EX_REFUSED, EX_CONFIG = 1, 78
 DEFAULT_SETTINGS = Path("/etc/faxmail/settings.yaml")
 
 _JOB_REF = re.compile(r"[0-9a-f]{4,16}")

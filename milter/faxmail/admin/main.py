@@ -8,10 +8,9 @@ import json
 import sys
 from pathlib import Path
 
+from faxmail.core.exitcodes import EX_CONFIG, EX_NOINPUT
 from faxmail.core.policy import Policy
 from faxmail.core.yamlfile import ConfigError, load_yaml
-
-EX_USAGE, EX_DATAERR, EX_NOINPUT, EX_CONFIG = 64, 65, 66, 78
 
 
 def _config_error(exc: ConfigError) -> int:
@@ -63,7 +62,8 @@ def _dry_run(args: argparse.Namespace) -> int:
 
 
 def _sendfax(args: argparse.Namespace) -> int:
-    from faxmail.admin.sendfax import EX_TEMPFAIL, send_fax
+    from faxmail.admin.sendfax import send_fax
+    from faxmail.core.exitcodes import EX_TEMPFAIL
 
     raw = sys.stdin.buffer.read()
     try:

@@ -9,6 +9,13 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from faxmail.core.exitcodes import (
+    EX_CONFIG,
+    EX_DATAERR,
+    EX_NOPERM,
+    EX_OK,
+    EX_TEMPFAIL,
+)
 from faxmail.core.policy import Fax
 from faxmail.core.policywatch import PolicyHolder
 from faxmail.core.replies import Refusal, Reply
@@ -21,7 +28,7 @@ from faxmail.outbound.facts import message_facts
 log = logging.getLogger("faxmail.sendfax")
 
 # sysexits(3) codes that pipe(8) turns into "try again" or a bounce with our text.
-EX_OK, EX_DATAERR, EX_SOFTWARE, EX_TEMPFAIL, EX_NOPERM, EX_CONFIG = 0, 65, 70, 75, 77, 78
+
 _TOKEN = re.compile(r"^[A-Za-z0-9_.+-]{1,64}$")
 
 

@@ -13,13 +13,13 @@ import threading
 import time
 from pathlib import Path
 
+from faxmail.core.exitcodes import EX_CONFIG
 from faxmail.core.settings import load_settings
 from faxmail.core.yamlfile import ConfigError
 from faxmail.daemon.runtime import Runtime, build_runtime
 
 log = logging.getLogger("faxmail.daemon")
 
-EX_CONFIG = 78  # sysexits: configuration error
 
 HELP = """\
 Decide, during the SMTP dialogue, whether mail to fax+<number>@<your domain> may be faxed:

@@ -14,6 +14,16 @@ import sys
 from pathlib import Path
 from typing import NoReturn
 
+from faxmail.core.exitcodes import (
+    EX_CANTCREAT,
+    EX_CONFIG,
+    EX_DATAERR,
+    EX_NOINPUT,
+    EX_OK,
+    EX_SOFTWARE,
+    EX_TEMPFAIL,
+    EX_USAGE,
+)
 from faxmail.core.settings import Settings
 from faxmail.core.yamlfile import ConfigError
 from faxmail.notify import args as token
@@ -22,8 +32,6 @@ from faxmail.notify.environment import Context, load_context, setup_logging
 
 log = logging.getLogger("faxmail_notify")
 
-EX_OK, EX_USAGE, EX_DATAERR, EX_NOINPUT = 0, 64, 65, 66
-EX_SOFTWARE, EX_CANTCREAT, EX_TEMPFAIL, EX_CONFIG = 70, 73, 75, 78
 
 HELP = """\
 Turn Asterisk's fax events into mail; called by the shipped dialplan (asterisk/extensions.conf)
