@@ -10,13 +10,13 @@ from pathlib import Path
 import pytest
 import yaml
 
+from infra.constants import FAX_DIGITS as FAX
 from infra.dkimkeys import Signer
 from infra.dns import DnsServer
 from infra.mail import Attachment, build_message
 from infra.pdfs import make_encrypted_pdf, make_pdf
 
 BIN = Path(sys.executable).parent
-FAX = "fax+0312345678@example.jp"
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:

@@ -25,6 +25,7 @@ import pytest
 
 from faxmail.asterisk.callfile import parse_callfile
 from faxmail.core.crashpoints import POINTS
+from infra.constants import BASE_POLICY, FAX
 from infra.dkimkeys import Signer, dns_records
 from infra.dns import DnsServer
 from infra.faxstate import callfiles, final_reply, job_rows, spool_dir
@@ -36,13 +37,12 @@ from infra.protocols import MakePostfix, StartMilter
 
 pytestmark = pytest.mark.postfix
 
-FAX = "fax+03-1234-5678@example.jp"
-POLICY = """\
-fax_address: {domains: [example.jp]}
-senders:
-  - address: "@example.jp"
+POLICY = (
+    BASE_POLICY
+    + """\
 limits: {per_hour: 100000, per_day: 100000}
 """
+)
 Gateway = tuple[MilterProcess, PostfixInstance]
 
 _PDF = make_pdf(1)

@@ -17,6 +17,8 @@ from faxmail.asterisk.callfile import parse_callfile
 from faxmail.core.documents import Document
 from faxmail.render.options import RenderOptions
 from faxmail.render.renderer import Renderer
+from infra.constants import BASE_POLICY
+from infra.constants import FAX_DIGITS as FAX
 from infra.dkimkeys import Signer
 from infra.faxstate import callfiles, final_reply, job_rows, spool_dir
 from infra.mail import Attachment, build_message
@@ -27,11 +29,9 @@ from infra.protocols import MakePostfix, StartMilter
 
 pytestmark = pytest.mark.postfix
 
-FAX = "fax+0312345678@example.jp"
-POLICY = """\
-fax_address: {domains: [example.jp]}
-senders:
-  - address: "@example.jp"
+POLICY = (
+    BASE_POLICY
+    + """\
 limits: {max_pages: 12}
 fax:
   render_timeout_s: 3
@@ -39,6 +39,7 @@ fax:
   header_info: ACME Corp
   local_station_id: +81 3 1234 5678
 """
+)
 Gateway = tuple[MilterProcess, PostfixInstance]
 
 

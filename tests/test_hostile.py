@@ -36,6 +36,7 @@ import pytest
 from conftest import attach_log
 from faxmail.asterisk.callfile import parse_callfile
 from infra import hostile
+from infra.constants import BASE_POLICY, FAX
 from infra.dkimkeys import Signer, sign_with_times
 from infra.dns import DnsServer, RawDnsResponder
 from infra.faxstate import callfiles, final_reply, job_rows, spool_dir
@@ -46,12 +47,10 @@ from infra.postfix import PostfixInstance
 
 pytestmark = pytest.mark.postfix
 
-FAX = "fax+03-1234-5678@example.jp"
 AUTHOR = "alice@example.jp"
-POLICY = """\
-fax_address: {domains: [example.jp]}
-senders:
-  - address: "@example.jp"
+POLICY = (
+    BASE_POLICY
+    + """\
 limits: {per_hour: 100000, per_day: 100000, max_pages: 50}
 fax:
   render_timeout_s: 4
@@ -59,6 +58,7 @@ fax:
   header_info: ACME Corp
   local_station_id: +81 3 1234 5678
 """
+)
 #: Above the 50 MB body, so that Postfix lets it through to the milter's own limit (20 MB).
 POSTFIX_SIZE_LIMIT = 64 * 1024 * 1024
 HELPERS = ("gs", "qpdf", "tiffinfo", "tiffcrop", "prlimit", "setpriv")

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from infra.constants import BASE_POLICY, FAX
 from infra.dkimkeys import Signer
 from infra.faxstate import callfiles, job_rows, spool_dir
 from infra.mail import Attachment, build_message
@@ -27,13 +28,12 @@ from infra.protocols import MakePostfix, StartMilter
 
 pytestmark = pytest.mark.postfix
 
-FAX = "fax+03-1234-5678@example.jp"
-POLICY = """\
-fax_address: {domains: [example.jp]}
-senders:
-  - address: "@example.jp"
+POLICY = (
+    BASE_POLICY
+    + """\
 limits: {per_hour: 1000000, per_day: 1000000}
 """
+)
 CLIENTS = 20
 SECONDS = float(os.environ.get("FAXMAIL_LOAD_SECONDS", "30"))
 

@@ -10,12 +10,12 @@ from pathlib import Path
 import miltertest as mt
 import pytest
 
+from infra.constants import FAX_DIGITS as FAX
 from infra.mail import Attachment, build_message
 from infra.milterproc import MilterProcess
 from infra.pdfs import make_pdf
 from infra.protocols import StartMilter
 
-FAX = "fax+0312345678@example.jp"
 POLICY = """\
 fax_address: {domains: [example.jp]}
 senders:
