@@ -19,6 +19,16 @@ from pydantic import (
     model_validator,
 )
 
+from faxmail.core.queuepolicy import (
+    CHANNEL_PATTERN,
+    DialLine,
+    Lines,
+    QuietWindow,
+    Retries,
+    SendLater,
+    check_channel,
+)
+
 Proof = Literal["dkim", "sasl", "network"]
 NumberType = Literal[
     "premium_rate",
@@ -157,7 +167,7 @@ class Fax(Strict):
     # Ghostscript gets render_timeout_s plus render_timeout_per_page_s per page, then is killed.
     render_timeout_s: float = Field(default=20, gt=0, le=600)
     render_timeout_per_page_s: float = Field(default=5, ge=0, le=60)
-    channel: str = Field(default="PJSIP/{number}@trunk", pattern=r"^[A-Za-z0-9/@+._:{}-]+$")
+    channel: str = Field(default="PJSIP/{number}@trunk", pattern=CHANNEL_PATTERN)
     # Asterisk's limit for both is 79 characters (AST_MAX_CONTEXT / AST_MAX_EXTENSION).
     context: str = Field(default="faxmail-send", pattern=r"^[A-Za-z0-9_+-]{1,79}$")
     extension: str = Field(default="send", pattern=r"^[A-Za-z0-9_+-]{1,79}$")
@@ -177,13 +187,7 @@ class Fax(Strict):
     @field_validator("channel")
     @classmethod
     def _channel(cls, channel: str) -> str:
-        if "{number}" not in channel:
-            raise ValueError("channel must contain {number}")
-        try:  # as enqueue fills it in: any other {placeholder} would fail every fax
-            channel.format(number="0")
-        except (KeyError, IndexError, ValueError):
-            raise ValueError("channel may contain no {placeholder} but {number}") from None
-        return channel
+        return check_channel(channel)
 
     @model_validator(mode="after")
     def _thresholds(self) -> Fax:
@@ -266,6 +270,15 @@ class Policy(Strict):
     language: Literal["ja", "en"] = "ja"
     notify: Notify = Notify()
     inbound: Inbound = Inbound()
+    # The outbound queue (queuepolicy.py): which line, when to call again, when to wait.
+    lines: Lines = ()
+    retry: Retries = Retries()
+    quiet_hours: tuple[QuietWindow, ...] = ()
+    send_later: SendLater = SendLater()
+
+    def dial_lines(self) -> tuple[DialLine, ...]:
+        """The lines calls go out on: `lines`, or else fax.channel as one line, one channel."""
+        return self.lines or (DialLine(name="default", channel=self.fax.channel, channels=1),)
 
 
 DEFAULT_POLICY_YAML = """\

@@ -88,3 +88,8 @@ MIME_TOO_MANY_PARTS = Reply(
 MIME_TOO_DEEP = Reply(
     "552", "5.3.4", "the message's MIME parts nest more than {limit!s} deep; too complex to fax"
 )
+
+# --- end of message: a later sending time asked for in the Subject (queue/sendlater.py) ---
+SEND_LATER_REFUSED = Reply(
+    "550", "5.5.4", "the fax cannot be sent at the time the Subject asks for: {why!s}"
+)
