@@ -152,7 +152,8 @@ def _run(ctx: Context, opts: argparse.Namespace) -> int:
 
 def _event(ctx: Context, opts: argparse.Namespace) -> str | None:
     """Handle the event; the spool entry to deliver now, if any."""
-    from faxmail.notify.received import Reception, on_received
+    from faxmail.notify.entry import Reception
+    from faxmail.notify.received import on_received
     from faxmail.notify.seedmail import seed_mail
     from faxmail.notify.sent import on_answered, on_sent, on_unanswered
 
