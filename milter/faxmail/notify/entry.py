@@ -57,6 +57,8 @@ class Received:
 
 @dataclass(frozen=True)
 class MailMeta:
+    """An entry's meta.json: who gets the mail, what is left to do, what went wrong last."""
+
     kind: Kind
     ref: str  # job id, call id, or the entry's own name
     sender: str  # the envelope sender
