@@ -16,6 +16,7 @@ from pydantic import ValidationError
 from faxmail.core.policy import Inbound, Policy
 from faxmail.core.settings import Settings
 from faxmail.notify import args
+from faxmail.notify.entry import new_meta
 from faxmail.notify.messages import AddressError, compose, mailbox
 from faxmail.notify.outbox import NotifySpool
 from faxmail.notify.received import route
@@ -138,10 +139,11 @@ def test_one_result_and_one_requeue_per_round(tmp_path: Path) -> None:
 
 def test_spool_entries_are_created_once_and_delivered_by_one(tmp_path: Path) -> None:
     spool = NotifySpool(tmp_path / "spool")
-    assert spool.create("in-1", {"n": 1}, b"message") is True
-    assert spool.create("in-1", {"n": 2}) is False
+    one, two = (new_meta("mail", "in-1", "f@example.jp", [to], []) for to in ("1@a.jp", "2@a.jp"))
+    assert spool.create("in-1", one, b"message") is True
+    assert spool.create("in-1", two) is False
     with spool.claim("in-1") as first:
-        assert first is not None and first.meta == {"n": 1}
+        assert first is not None and first.meta == one
         with spool.claim("in-1") as second:
             assert second is None  # locked: somebody else delivers it
         spool.retire(first)

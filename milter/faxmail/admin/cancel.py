@@ -14,7 +14,6 @@ the command again finishes the cancel. "cancelled" is not among the states rate 
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from dataclasses import dataclass
@@ -173,27 +172,17 @@ def _mail(admin: Admin, job: Job) -> str:
         name = spool_result(ctx, job.id)
         if name is None:
             return "the result mail has no usable address (see the notify log)"
-        to = [str(a) for a in _list(_meta(ctx.spool.root / name).get("to"))]
+        meta = ctx.spool.read(name)
+        to = list(meta.to) if meta is not None else []
         outcome = deliver(ctx, name)
     except Exception as exc:
         log.exception("job %s: result mail", job.id)
         return f"the result mail could not be made yet ({exc}); faxmail-notify retry sends it"
     if outcome == "delivered":
         return f"result mail to {', '.join(to)}: handed over"
-    error = _meta(ctx.spool.root / name).get("last_error") or "busy"
+    waiting = ctx.spool.read(name)
+    error = (waiting.last_error if waiting is not None else None) or "busy"
     return (
         f"result mail to {', '.join(to)}: waiting in the notify spool ({error}); "
         "faxmail-notify retry sends it"
     )
-
-
-def _list(value: object) -> list[object]:
-    return list(value) if isinstance(value, list) else []
-
-
-def _meta(entry: Path) -> dict[str, object]:
-    try:
-        value = json.loads((entry / "meta.json").read_bytes())
-    except (OSError, ValueError):
-        return {}
-    return value if isinstance(value, dict) else {}

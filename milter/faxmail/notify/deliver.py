@@ -10,52 +10,35 @@ from __future__ import annotations
 
 import logging
 import shutil
-import time
+from collections.abc import Callable, Iterable
+from dataclasses import replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
+from faxmail.notify.entry import BuildError, BuiltMail, Kind, MailMeta
 from faxmail.notify.environment import Context
 from faxmail.notify.messages import AddressError
 from faxmail.notify.outbox import Entry
+from faxmail.notify.received import build_received, reroute
+from faxmail.notify.results import build_result, spool_result
 from faxmail.notify.transport import HandoverFailed, hand_over
 
 log = logging.getLogger("faxmail_notify.deliver")
 
 Outcome = Literal["delivered", "pending", "busy"]
 
-
-class BuildError(Exception):
-    """The message cannot be made now (e.g. the job is gone); the entry stays spooled."""
-
-
-def new_meta(kind: str, ref: str, sender: str, to: list[str], cc: list[str]) -> dict[str, Any]:
-    return {
-        "kind": kind,  # result | received | mail
-        "ref": ref,  # job id, call id, or random
-        "sender": sender,
-        "to": to,
-        "cc": cc,
-        "recipients": list(dict.fromkeys(to + cc)),  # still to deliver to
-        "refused": {},  # recipient → 5xx reply
-        "remove_after": [],  # files to delete once delivered
-        "created": time.time(),
-        "tries": 0,
-        "last_error": None,
-    }
+# How each kind's message is made; a "mail" entry is spooled with its message.
+_BUILDERS: dict[Kind, Callable[[Context, MailMeta], BuiltMail]] = {
+    "result": build_result,
+    "received": build_received,
+}
 
 
-def _build(ctx: Context, entry: Entry) -> bytes:
-    # Imported here: both builders use this module to spool what they make.
-    kind = entry.meta["kind"]
-    if kind == "result":
-        from faxmail.notify.results import build_result
-
-        return build_result(ctx, entry)
-    if kind == "received":
-        from faxmail.notify.received import build_received
-
-        return build_received(ctx, entry)
-    raise BuildError(f"spool entry {entry.name} of kind {kind!r} has no message")
+def _build(ctx: Context, entry: Entry) -> BuiltMail:
+    builder = _BUILDERS.get(entry.meta.kind)
+    if builder is None:
+        raise BuildError(f"spool entry {entry.name} of kind {entry.meta.kind!r} has no message")
+    return builder(ctx, entry.meta)
 
 
 def deliver(ctx: Context, name: str) -> Outcome:
@@ -66,76 +49,76 @@ def deliver(ctx: Context, name: str) -> Outcome:
 
 
 def _deliver(ctx: Context, entry: Entry) -> Outcome:
-    meta = entry.meta
-    if not meta["recipients"] and meta["kind"] == "received" and not entry.message.exists():
-        from faxmail.notify.received import reroute  # see _build
-
-        reroute(ctx, entry)  # the admin may have added a route since
-    if not meta["recipients"]:
+    if not entry.meta.recipients and entry.meta.kind == "received" and not entry.message.exists():
+        entry.meta = reroute(ctx, entry.meta)  # the admin may have added a route since
+        ctx.spool.save_meta(entry)
+    if not entry.meta.recipients:
         return _failed(ctx, entry, "no recipient: set inbound.default (or a route) in the policy")
     if not entry.message.exists():
         try:
-            ctx.spool.save_message(entry, _build(ctx, entry))
+            built = _build(ctx, entry)
         except (BuildError, AddressError) as exc:
             return _failed(ctx, entry, f"cannot build the message: {exc}")
-        meta = entry.meta  # the builder may have added to it (remove_after, smtputf8)
+        ctx.spool.save_message(entry, built.data)
+        entry.meta = built.meta  # with what building added (remove_after, smtputf8)
         ctx.spool.save_meta(entry)
+    meta = entry.meta
     try:
         result = hand_over(
             ctx.settings.mail,
-            meta["sender"],
-            meta["recipients"],
+            meta.sender,
+            meta.recipients,
             entry.message.read_bytes(),
-            smtputf8=bool(meta.get("smtputf8")),
+            smtputf8=bool(meta.smtputf8),
         )
     except HandoverFailed as exc:
         return _failed(ctx, entry, str(exc))
     for rcpt, reply in result.refused.items():
         log.error("%s: %s refused permanently: %s", entry.name, rcpt, reply)
-    meta["refused"].update(result.refused)
-    delivered_to = [r for r in meta["recipients"] if r in result.accepted]
-    meta["delivered_to"] = meta.get("delivered_to", []) + delivered_to
+    accepted = tuple(r for r in meta.recipients if r in result.accepted)
+    delivered_to = (meta.delivered_to or ()) + accepted
+    meta = replace(meta, refused={**meta.refused, **result.refused}, delivered_to=delivered_to)
     if result.deferred:
-        meta["recipients"] = list(result.deferred)
+        entry.meta = replace(meta, recipients=tuple(result.deferred))
         return _failed(ctx, entry, f"recipients deferred: {result.deferred}")
-    if not meta["delivered_to"]:
+    entry.meta = meta
+    if not delivered_to:
         # Nobody could take it: keep it (a received fax must not vanish) and say so.
         return _failed(ctx, entry, f"every recipient refused it: {result.refused}")
-    log.info("%s: handed over for %s", entry.name, ", ".join(meta["delivered_to"]))
+    log.info("%s: handed over for %s", entry.name, ", ".join(delivered_to))
     with ctx.spool.guard():
         _record_delivery(ctx, meta)
         ctx.spool.retire(entry)
-    finish(entry)
+    finish(entry.path, meta.remove_after)
     return "delivered"
 
 
 def _failed(ctx: Context, entry: Entry, why: str) -> Outcome:
-    entry.meta["tries"] += 1
-    entry.meta["last_error"] = why
+    entry.meta = replace(entry.meta, tries=entry.meta.tries + 1, last_error=why)
     ctx.spool.save_meta(entry)
-    log.warning("%s: kept in the spool (try %d): %s", entry.name, entry.meta["tries"], why)
+    log.warning("%s: kept in the spool (try %d): %s", entry.name, entry.meta.tries, why)
     return "pending"
 
 
-def _record_delivery(ctx: Context, meta: dict[str, Any]) -> None:
-    if meta["kind"] == "result":
-        ctx.store.result_delivered(meta["ref"])
-    elif meta["kind"] == "received":
-        ctx.store.inbound_delivered(meta["ref"])
+def _record_delivery(ctx: Context, meta: MailMeta) -> None:
+    if meta.kind == "result":
+        ctx.store.result_delivered(meta.ref)
+    elif meta.kind == "received":
+        ctx.store.inbound_delivered(meta.ref)
 
 
-def finish(entry: Entry) -> None:
+def finish(path: Path, remove_after: Iterable[str]) -> None:
     """After delivery: delete what the entry says (the received TIFF), then the entry."""
-    for name in entry.meta.get("remove_after", []):
+    for name in remove_after:
         Path(name).unlink(missing_ok=True)
-    shutil.rmtree(entry.path, ignore_errors=True)
+    shutil.rmtree(path, ignore_errors=True)
 
 
 def deliver_all(ctx: Context) -> list[str]:
     """One pass over the whole spool; returns the names still waiting."""
     ctx.spool.sweep_temporary()
-    for entry in ctx.spool.retired():
-        finish(entry)  # a crash interrupted the clean-up after delivery
+    for retired in ctx.spool.retired():
+        finish(retired.path, retired.remove_after)  # a crash interrupted the clean-up
     respool_results(ctx)
     waiting = []
     for name in ctx.spool.names():
@@ -151,7 +134,5 @@ def deliver_all(ctx: Context) -> list[str]:
 
 def respool_results(ctx: Context) -> None:
     """Result mails claimed in the store whose spool entry never got written (a crash)."""
-    from faxmail.notify.results import spool_result
-
     for job_id in ctx.store.pending_results():
         spool_result(ctx, job_id)

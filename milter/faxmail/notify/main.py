@@ -28,7 +28,14 @@ from faxmail.core.settings import Settings
 from faxmail.core.yamlfile import ConfigError
 from faxmail.notify import args as token
 from faxmail.notify.args import FaxReport, Refused
+from faxmail.notify.deliver import deliver, deliver_all
+from faxmail.notify.entry import Reception
 from faxmail.notify.environment import Context, load_context, setup_logging
+from faxmail.notify.received import on_received
+from faxmail.notify.requeue import release_held
+from faxmail.notify.seedmail import MissingFile, seed_mail
+from faxmail.notify.sent import UnknownJob, on_answered, on_sent, on_unanswered
+from faxmail.notify.sweep import prune_sent_tiffs, sweep_archived
 
 log = logging.getLogger("faxmail_notify")
 
@@ -127,13 +134,8 @@ def build_parser() -> Parser:
 
 
 def _run(ctx: Context, opts: argparse.Namespace) -> int:
-    from faxmail.notify.deliver import deliver, deliver_all
-
     name = _event(ctx, opts)
     if opts.command == "retry":
-        from faxmail.notify.requeue import release_held
-        from faxmail.notify.sweep import prune_sent_tiffs, sweep_archived
-
         release_held(ctx)
         sweep_archived(ctx)
         prune_sent_tiffs(ctx)
@@ -152,10 +154,6 @@ def _run(ctx: Context, opts: argparse.Namespace) -> int:
 
 def _event(ctx: Context, opts: argparse.Namespace) -> str | None:
     """Handle the event; the spool entry to deliver now, if any."""
-    from faxmail.notify.received import Reception, on_received
-    from faxmail.notify.seedmail import seed_mail
-    from faxmail.notify.sent import on_answered, on_sent, on_unanswered
-
     if opts.command == "answered":
         on_answered(ctx, opts.job, opts.round, opts.attempt)
     elif opts.command == "unanswered":
@@ -226,9 +224,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _classify(exc: Exception) -> int:
-    from faxmail.notify.seedmail import MissingFile
-    from faxmail.notify.sent import UnknownJob
-
     if isinstance(exc, UnknownJob | MissingFile):
         log.error("%s", exc)
         return EX_NOINPUT

@@ -2,7 +2,7 @@
 
 One directory per mail, named by what it is about (`result-<job>`, `in-<call>`, `mail-<random>`):
 
-    <name>/meta.json     who gets it, what to clean up afterwards, the last error
+    <name>/meta.json     who gets it, what to clean up afterwards, the last error (entry.py)
     <name>/message.eml   the message, built once (a retry sends the same bytes, same Message-ID)
 
 A directory appears whole (built as `.tmp-*`, fsynced, renamed) and goes away in two steps:
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import json
 import os
 import secrets
 import shutil
@@ -26,17 +25,19 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from faxmail.core.durable import fsync_dir
+from faxmail.notify.entry import MailMeta
 
 META, MESSAGE = "meta.json", "message.eml"
 
 
 @dataclass
 class Entry:
+    """A claimed entry: its directory (renamed when retired) and its meta, as last saved."""
+
     path: Path
-    meta: dict[str, Any]
+    meta: MailMeta
 
     @property
     def name(self) -> str:
@@ -45,6 +46,14 @@ class Entry:
     @property
     def message(self) -> Path:
         return self.path / MESSAGE
+
+
+@dataclass(frozen=True)
+class Retired:
+    """A delivered entry still on disk: its directory and the files it has yet to delete."""
+
+    path: Path
+    remove_after: tuple[str, ...]
 
 
 def _write_file(path: Path, data: bytes) -> None:
@@ -75,12 +84,12 @@ class NotifySpool:
     def exists(self, name: str) -> bool:
         return (self.root / name / META).exists()
 
-    def create(self, name: str, meta: dict[str, Any], message: bytes | None = None) -> bool:
+    def create(self, name: str, meta: MailMeta, message: bytes | None = None) -> bool:
         """Create entry `name` whole; False (and nothing changed) when it exists already."""
         temporary = self.root / f".tmp-{name}-{secrets.token_hex(4)}"
         temporary.mkdir(mode=0o700)
         try:
-            _write_file(temporary / META, _dump(meta))
+            _write_file(temporary / META, meta.to_json())
             if message is not None:
                 _write_file(temporary / MESSAGE, message)
             try:
@@ -110,16 +119,23 @@ class NotifySpool:
                 return
             # Delivered and renamed away between our open() and flock(): not ours to send.
             try:
-                meta = json.loads((self.root / name / META).read_bytes())
+                raw = (self.root / name / META).read_bytes()
             except FileNotFoundError:
                 yield None
                 return
-            yield Entry(self.root / name, meta)
+            yield Entry(self.root / name, MailMeta.from_json(raw))  # ValueError: corrupt
         finally:
             os.close(descriptor)  # also releases the lock
 
+    def read(self, name: str) -> MailMeta | None:
+        """Entry `name`'s meta without claiming it; None when it is gone or unreadable."""
+        try:
+            return MailMeta.from_json((self.root / name / META).read_bytes())
+        except (OSError, ValueError):
+            return None
+
     def save_meta(self, entry: Entry) -> None:
-        _write_file(entry.path / META, _dump(entry.meta))
+        _write_file(entry.path / META, entry.meta.to_json())
 
     def save_message(self, entry: Entry, message: bytes) -> None:
         _write_file(entry.message, message)
@@ -132,14 +148,15 @@ class NotifySpool:
         entry.path = done
         return done
 
-    def retired(self) -> list[Entry]:
-        """Delivered entries whose clean-up was interrupted."""
+    def retired(self) -> list[Retired]:
+        """Delivered entries whose clean-up was interrupted (an unreadable one deletes no file)."""
         found = []
         for path in self.root.glob(".done-*"):
             try:
-                found.append(Entry(path, json.loads((path / META).read_bytes())))
+                remove_after = MailMeta.from_json((path / META).read_bytes()).remove_after
             except (OSError, ValueError):
-                found.append(Entry(path, {}))
+                remove_after = ()
+            found.append(Retired(path, remove_after))
         return found
 
     def sweep_temporary(self) -> None:
@@ -158,7 +175,3 @@ class NotifySpool:
             yield
         finally:
             os.close(descriptor)
-
-
-def _dump(meta: dict[str, Any]) -> bytes:
-    return json.dumps(meta, ensure_ascii=False, indent=1, sort_keys=True).encode("utf-8")

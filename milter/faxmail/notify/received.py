@@ -15,39 +15,21 @@ import re
 import secrets
 import stat
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import phonenumbers
 
 from faxmail.core.policy import Inbound
-from faxmail.notify.args import FaxReport, Refused
+from faxmail.notify.args import Refused
 from faxmail.notify.convert import Converted, fax_to_pdf
-from faxmail.notify.deliver import new_meta
+from faxmail.notify.entry import BuildError, BuiltMail, MailMeta, Received, Reception, new_meta
 from faxmail.notify.environment import Context
 from faxmail.notify.messages import Part, compose, content_id, mailbox
-from faxmail.notify.outbox import Entry
 from faxmail.notify.templates import mode_text, resolution_text, words
 
 log = logging.getLogger("faxmail_notify.received")
-
-
-@dataclass(frozen=True)
-class Reception:
-    """The receive context's `h` extension: the call and its fax, checked and decoded."""
-
-    call_id: str  # UNIQUEID
-    tiff_name: str  # the file ReceiveFAX wrote, in settings notify.inbox_dir; "" if none
-    did: str  # the dialled number, routes the fax
-    caller: str  # CALLERID(num)
-    caller_name: str  # CALLERID(name)
-    fax: FaxReport
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> Reception:
-        fax = FaxReport.from_dict(values["fax"])
-        return cls(**{k: v for k, v in values.items() if k != "fax"}, fax=fax)
 
 
 def route(inbound: Inbound, region: str, did: str) -> tuple[str, ...]:
@@ -94,11 +76,10 @@ def _recipients(ctx: Context, did: str) -> list[str]:
     return recipients
 
 
-def reroute(ctx: Context, entry: Entry) -> None:
+def reroute(ctx: Context, meta: MailMeta) -> MailMeta:
     """A fax spooled without recipients: route it by the policy as it is now."""
-    recipients = _recipients(ctx, entry.meta["reception"]["did"])
-    entry.meta.update(to=recipients, recipients=list(recipients))
-    ctx.spool.save_meta(entry)
+    recipients = tuple(_recipients(ctx, meta.received.reception.did if meta.received else ""))
+    return replace(meta, to=recipients, recipients=recipients)
 
 
 def on_received(ctx: Context, rx: Reception) -> str:
@@ -108,9 +89,10 @@ def on_received(ctx: Context, rx: Reception) -> str:
     ref = re.sub(r"[^0-9A-Za-z._-]", "", rx.call_id) or secrets.token_hex(8)
     name = f"in-{ref}"
     meta = new_meta("received", ref, ctx.envelope_sender, recipients, [])
-    meta.update(reception=asdict(rx), tiff=str(tiff) if tiff else None, received_at=time.time())
-    if tiff is not None and not ctx.policy.inbound.keep_tiff:
-        meta["remove_after"].append(str(tiff))
+    received = Received(rx, str(tiff) if tiff else None, received_at=time.time())
+    meta = replace(meta, received=received)
+    if received.tiff is not None and not ctx.policy.inbound.keep_tiff:
+        meta = replace(meta, remove_after=(received.tiff,))
     if ctx.spool.create(name, meta):
         ctx.store.add_inbound(
             ref,
@@ -118,7 +100,7 @@ def on_received(ctx: Context, rx: Reception) -> str:
             caller=rx.caller,
             status=rx.fax.status,
             pages=rx.fax.pages,
-            tiff=meta["tiff"],
+            tiff=received.tiff,
             recipients=recipients,
         )
         log.info("fax %s from %r to DID %r spooled for %s", ref, rx.caller, rx.did, recipients)
@@ -127,11 +109,12 @@ def on_received(ctx: Context, rx: Reception) -> str:
     return name
 
 
-def build_received(ctx: Context, entry: Entry) -> bytes:
-    meta = entry.meta
-    rx = Reception.from_dict(meta["reception"])
+def build_received(ctx: Context, meta: MailMeta) -> BuiltMail:
+    if meta.received is None:
+        raise BuildError(f"received fax {meta.ref} has no reception in its spool entry")
+    rx, received_at = meta.received.reception, meta.received.received_at
     fax = rx.fax
-    tiff = Path(meta["tiff"]) if meta.get("tiff") else None
+    tiff = Path(meta.received.tiff) if meta.received.tiff else None
     converted = None
     if tiff is not None and tiff.is_file():
         converted = fax_to_pdf(tiff, preview_width=ctx.policy.inbound.preview_width)
@@ -146,9 +129,9 @@ def build_received(ctx: Context, entry: Entry) -> bytes:
     )
     caller = " ".join(p for p in (rx.caller, rx.caller_name and f'"{rx.caller_name}"') if p)
     caller = caller or fax.station or text["unknown_caller"]
-    rows = _rows(rx, meta["received_at"], pages, converted, ctx.policy.language)
+    rows = _rows(rx, received_at, pages, converted, ctx.policy.language)
     intro = text["in_failed_intro" if failed else "in_intro"].format(caller=caller)
-    attachments, note = _attachments(rx, meta["received_at"], tiff, converted, text)
+    attachments, note = _attachments(rx, received_at, tiff, converted, text)
     domain = mailbox(ctx.from_header).domain
     cid = content_id(domain, "preview")
     inline = []
@@ -156,7 +139,7 @@ def build_received(ctx: Context, entry: Entry) -> bytes:
         inline.append(Part(converted.preview, "image/png", "page1.png", cid))
     built = compose(
         sender=ctx.from_header,
-        to=meta["to"],
+        to=meta.to,
         subject=text["in_failed_subject" if failed else "in_subject"].format(
             caller=caller, pages=pages
         ),
@@ -165,8 +148,7 @@ def build_received(ctx: Context, entry: Entry) -> bytes:
         inline=inline,
         attachments=attachments,
     )
-    meta.update(smtputf8=built.smtputf8, message_id=built.message_id)
-    return built.data
+    return BuiltMail(built.data, meta.with_message(built))
 
 
 def _rows(

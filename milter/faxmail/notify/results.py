@@ -8,15 +8,15 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import img2pdf
 
-from faxmail.notify.deliver import BuildError, new_meta
+from faxmail.notify.entry import BuildError, BuiltMail, MailMeta, new_meta
 from faxmail.notify.environment import Context
 from faxmail.notify.messages import AddressError, Part, compose, mailbox
-from faxmail.notify.outbox import Entry
 from faxmail.notify.templates import mode_text, reason_text, resolution_text, words
 from faxmail.store.sqlite import Attempt, Job
 
@@ -60,10 +60,10 @@ def _recipients(ctx: Context, job: Job) -> tuple[list[str], list[str]]:
     return (to, cc) if to else (cc, [])
 
 
-def build_result(ctx: Context, entry: Entry) -> bytes:
-    job = ctx.store.get(entry.meta["ref"])
+def build_result(ctx: Context, meta: MailMeta) -> BuiltMail:
+    job = ctx.store.get(meta.ref)
     if job is None:
-        raise BuildError(f"job {entry.meta['ref']} is not in the store")
+        raise BuildError(f"job {meta.ref} is not in the store")
     text = words(job.language)
     # sent / failed / cancelled (by the admin: `faxmail cancel`)
     outcome = job.state if job.state in ("sent", "cancelled") else "failed"
@@ -92,18 +92,18 @@ def build_result(ctx: Context, entry: Entry) -> bytes:
             attachments.append(Part(pdf, "application/pdf", f"fax-{job.number_dialled}.pdf"))
         lines.append(text["attached_pdf" if pdf is not None else "no_pdf"])
     if ctx.policy.notify.keep_sent_tiff_days == 0:
-        entry.meta["remove_after"].append(str(tiff))  # the job is over: no call needs it
+        # The job is over: no call needs the TIFF.
+        meta = replace(meta, remove_after=(*meta.remove_after, str(tiff)))
     lines += ["", text["footer"]]
     built = compose(
         sender=ctx.from_header,
-        to=entry.meta["to"],
-        cc=entry.meta["cc"],
+        to=meta.to,
+        cc=meta.cc,
         subject=text[f"{outcome}_subject"].format(subject=subject),
         text="\n".join(lines) + "\n",
         attachments=attachments,
     )
-    entry.meta.update(smtputf8=built.smtputf8, message_id=built.message_id)
-    return built.data
+    return BuiltMail(built.data, meta.with_message(built))
 
 
 def _pdf(tiff: Path) -> bytes | None:

@@ -24,7 +24,7 @@ from pathlib import Path
 from faxmail.core.headertext import decode_header_text
 from faxmail.notify.args import Refused
 from faxmail.notify.convert import fax_to_pdf
-from faxmail.notify.deliver import new_meta
+from faxmail.notify.entry import new_meta
 from faxmail.notify.environment import Context
 from faxmail.notify.messages import AddressError, Part, compose, mailbox
 
@@ -91,7 +91,6 @@ def seed_mail(
         attachments=[_attachment(path) for path in attachments],
     )
     name = f"mail-{secrets.token_hex(8)}"
-    meta = new_meta("mail", name, envelope, recipients, copies)
-    meta.update(smtputf8=built.smtputf8, message_id=built.message_id)
+    meta = new_meta("mail", name, envelope, recipients, copies).with_message(built)
     ctx.spool.create(name, meta, built.data)
     return name
