@@ -1,0 +1,6 @@
+"""The job store: jobs, their history, dial attempts, result mails and received faxes.
+
+`model.py` holds the typed values (job states and event kinds as enums), `interface.py` the
+protocols callers depend on (`JobStore`, `NotifyStore`, `JobQueries`, `AdminStore`), and
+`sqlite.py` with `sqlite_schema.py` and `sqlite_queries.py` the SQLite implementation.
+"""
