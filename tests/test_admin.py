@@ -24,7 +24,8 @@ import yaml
 from conftest import attach_log
 from faxmail.asterisk.callfile import parse_callfile
 from faxmail.asterisk.takeback import PARKING
-from faxmail.store.sqlite import COUNTED_STATES, RateLimits, SqliteStore
+from faxmail.store.model import COUNTED_STATES, RateLimits
+from faxmail.store.sqlite import SqliteStore
 from infra.dkimkeys import Signer
 from infra.mail import Attachment, build_message
 from infra.milterproc import MilterProcess
@@ -35,6 +36,7 @@ from test_notify_dialplan import Dialplan
 from test_notify_received import reception
 from test_notify_sent import channel
 from test_notify_support import fax_tiff
+from test_store import unknown_words
 
 pytestmark = pytest.mark.postfix
 
@@ -157,6 +159,8 @@ def site(
     (root / "settings.yaml").write_text(yaml.safe_dump(settings, allow_unicode=True))
     attach_log(request, "faxmail-notify log", lambda: (root / "notify.log").read_text())
     yield Site(milter, postfix, dkim_keys["example.jp"], root)
+    # Whatever the story, the store holds only the enums' words.
+    assert unknown_words(root / "state" / "faxmail.sqlite") == []
 
 
 def pbx_append(callfile: Path, kind: str, attempt: int, at: float) -> None:

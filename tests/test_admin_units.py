@@ -16,7 +16,8 @@ import pytest
 from faxmail.admin.context import parse_since
 from faxmail.admin.stats import CALL_SETUP_S, answered_calls, call_seconds, dial_attempts, tally
 from faxmail.admin.text import clip, table, width
-from faxmail.store.sqlite import Attempt, RateLimits, SqliteStore
+from faxmail.store.model import Attempt, RateLimits
+from faxmail.store.sqlite import SqliteStore
 from test_store import BASE, job
 
 BIN = Path(sys.executable).parent

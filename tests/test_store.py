@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
+import ast
 import dataclasses
+import sqlite3
 import threading
 import time
+from enum import StrEnum
 from pathlib import Path
 
-from faxmail.store.sqlite import Duplicate, Job, RateExceeded, RateLimits, SqliteStore
+from faxmail.store.model import (
+    COUNTED_STATES,
+    AttemptOutcome,
+    Duplicate,
+    EventKind,
+    Job,
+    JobState,
+    RateExceeded,
+    RateLimits,
+)
+from faxmail.store.sqlite import SqliteStore
 
 BASE = Job(
     id="j0",
@@ -75,3 +88,111 @@ def test_threads_never_exceed_the_limit(tmp_path: Path) -> None:
     for t in threads:
         t.join()
     assert results.count("admitted") == 5
+
+
+# --- the vocabulary: enums whose values are the stored strings -------------------------------
+
+MILTER = Path(__file__).resolve().parent.parent / "milter" / "faxmail"
+
+
+def unknown_words(path: Path) -> list[str]:
+    """The states, event kinds and outcomes stored at `path` that no enum member has as value."""
+    db = sqlite3.connect(path)
+    try:
+        found = [
+            *(("jobs.state", s, JobState) for (s,) in db.execute("SELECT state FROM jobs")),
+            *(("events.kind", k, EventKind) for (k,) in db.execute("SELECT kind FROM events")),
+            *(
+                ("events.detail.state", s, JobState)
+                for (s,) in db.execute("SELECT json_extract(detail, '$.state') FROM events")
+                if s is not None
+            ),
+            *(
+                ("attempts.outcome", o, AttemptOutcome)
+                for (o,) in db.execute("SELECT outcome FROM attempts")
+            ),
+            *(
+                ("results.outcome", o, JobState)
+                for (o,) in db.execute("SELECT outcome FROM results")
+            ),
+        ]
+    finally:
+        db.close()
+    return sorted(
+        {f"{column} {value!r}" for column, value, enum in found if value not in _values(enum)}
+    )
+
+
+def _values(enum: type[StrEnum]) -> set[str]:
+    return {member.value for member in enum}
+
+
+def test_the_enums_hold_exactly_the_stored_strings() -> None:
+    """Changing a value changes the data in every store and the admin's output: pinned here."""
+    assert [s.value for s in JobState] == [
+        "queueing", "queued", "sending", "sent", "failed", "cancelled", "abandoned"
+    ]  # fmt: skip
+    assert [o.value for o in AttemptOutcome] == ["answered", "unanswered", "success", "failed"]
+    assert {k.value for k in EventKind} == {
+        "accepted", "duplicate", "spooled", "spool-error", "repaired", "attempt-answered",
+        "attempt-unanswered", "attempt-success", "attempt-failed", "requeued", "fax-sent",
+        "fax-failed", "unanswered", "no-report", "cancelled", "result-already-claimed",
+        "result-mailed", "resend-of", "resent",
+    }  # fmt: skip
+    assert "cancelled" not in COUNTED_STATES and "abandoned" not in COUNTED_STATES
+
+
+def test_every_string_the_store_writes_is_an_enum_member(tmp_path: Path) -> None:
+    path = tmp_path / "s.sqlite"
+    store = SqliteStore(path)
+    try:
+        limits = RateLimits(None, None)
+        assert store.admit(job(1), limits, 3600) == "admitted"
+        assert store.admit(job(2, message_id="<m1@x>"), limits, 3600) == Duplicate("j1")
+        store.set_state("j1", JobState.QUEUED, EventKind.SPOOLED)
+        for n, outcome in enumerate(AttemptOutcome, 1):
+            store.record_attempt("j1", 1, n, outcome, JobState.SENDING, reason="17")
+        assert store.claim_requeue("j1", 1)
+        assert store.claim_result("j1", JobState.SENT, EventKind.FAX_SENT, pages=1)
+        assert not store.claim_result("j1", JobState.FAILED, EventKind.FAX_FAILED)
+        store.result_delivered("j1")
+        store.add_event("j1", EventKind.RESENT, as_job="j3")
+        assert [e.kind for e in store.queries.events(["j1"])["j1"]][-2:] == [
+            EventKind.RESULT_MAILED,
+            EventKind.RESENT,
+        ]
+        got = store.get("j1")
+        assert got is not None and type(got.state) is JobState
+        assert all(type(a.outcome) is AttemptOutcome for a in store.attempts("j1"))
+    finally:
+        store.close()
+    assert unknown_words(path) == []
+    # and the check itself finds a stranger
+    db = sqlite3.connect(path)
+    db.execute("UPDATE jobs SET state = 'lost'")
+    db.commit()
+    db.close()
+    assert unknown_words(path) == ["jobs.state 'lost'"]
+
+
+_STORE_WRITERS = {"set_state", "add_event", "claim_result", "record_attempt", "in_state"}
+
+
+def test_callers_name_states_and_events_by_their_enum_members() -> None:
+    """No bare "queued" or "fax-sent" goes to the store: a typo would be a new state."""
+    bare = []
+    for module in sorted(MILTER.rglob("*.py")):
+        for node in ast.walk(ast.parse(module.read_text(), str(module))):
+            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
+                continue
+            if node.func.attr not in _STORE_WRITERS:
+                continue
+            values = [*node.args, *(k.value for k in node.keywords if k.arg == "only_from")]
+            for value in values:
+                literals = value.elts if isinstance(value, ast.Tuple) else [value]
+                bare += [
+                    f"{module.relative_to(MILTER)}:{node.lineno} {lit.value!r}"
+                    for lit in literals
+                    if isinstance(lit, ast.Constant) and isinstance(lit.value, str)
+                ]
+    assert bare == []

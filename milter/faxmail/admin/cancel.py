@@ -33,20 +33,20 @@ from faxmail.asterisk.takeback import (
 )
 from faxmail.core.exitcodes import EX_CONFIG
 from faxmail.core.settings import Asterisk
-from faxmail.store.sqlite import Job
+from faxmail.store.model import EventKind, Job, JobState
 
 log = logging.getLogger("faxmail.cancel")
 
 NO_CALLFILE_AFTER_S = 60.0  # a queued job whose call file is nowhere this long after queueing
 
 _NOT_CANCELLABLE = {
-    "queueing": "is being queued by the milter right now (or the milter stopped while queueing "
-    "it, and settles it at its next start); try again in a moment",
-    "sending": "was answered and is being faxed now; a fax in progress cannot be stopped",
-    "sent": "was sent already",
-    "failed": "is over already: it failed (see `faxmail show`)",
-    "cancelled": "was cancelled already",
-    "abandoned": "never reached Asterisk (abandoned after a local fault; the sender got a "
+    JobState.QUEUEING: "is being queued by the milter right now (or the milter stopped while "
+    "queueing it, and settles it at its next start); try again in a moment",
+    JobState.SENDING: "was answered and is being faxed now; a fax in progress cannot be stopped",
+    JobState.SENT: "was sent already",
+    JobState.FAILED: "is over already: it failed (see `faxmail show`)",
+    JobState.CANCELLED: "was cancelled already",
+    JobState.ABANDONED: "never reached Asterisk (abandoned after a local fault; the sender got a "
     "temporary error and sends it again)",
 }
 
@@ -61,7 +61,7 @@ class Outcome:
 
 def cancel(admin: Admin, reference: str, *, grace: float = GRACE_S) -> Outcome:
     job = admin.job(reference)
-    if job.state != "queued":
+    if job.state != JobState.QUEUED:
         why = _NOT_CANCELLABLE.get(job.state, f"is {job.state}")
         raise AdminError(f"job {job.id} {why}; nothing was changed")
     asterisk = admin.settings.asterisk
@@ -71,9 +71,9 @@ def cancel(admin: Admin, reference: str, *, grace: float = GRACE_S) -> Outcome:
     parked, attempts = _take(admin, job, asterisk, found, name, grace)
     claimed = admin.store.claim_result(
         job.id,
-        "cancelled",
-        "cancelled",
-        only_from=("queued",),
+        JobState.CANCELLED,
+        EventKind.CANCELLED,
+        only_from=(JobState.QUEUED,),
         by=admin.actor,
         callfile=name if parked else None,
         attempts=attempts,
@@ -153,7 +153,7 @@ def _take(
 
 
 def _queued_at(admin: Admin, job: Job) -> float:
-    kinds = ("spooled", "requeued", "repaired")
+    kinds = (EventKind.SPOOLED, EventKind.REQUEUED, EventKind.REPAIRED)
     events = admin.query.events([job.id], kinds)[job.id]
     return max([job.created, *(e.at for e in events)])
 

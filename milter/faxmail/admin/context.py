@@ -24,8 +24,9 @@ from faxmail.core.exitcodes import EX_CONFIG, EX_REFUSED
 from faxmail.core.policy import Policy
 from faxmail.core.settings import Settings, load_settings
 from faxmail.core.yamlfile import ConfigError, load_yaml
-from faxmail.store.queries import StoreQuery
-from faxmail.store.sqlite import Job, SqliteStore
+from faxmail.store.interface import AdminStore, JobQueries
+from faxmail.store.model import Job
+from faxmail.store.sqlite import SqliteStore
 
 DEFAULT_SETTINGS = Path("/etc/faxmail/settings.yaml")
 
@@ -51,13 +52,13 @@ def config_error(exc: ConfigError) -> AdminError:
 class Admin:
     settings: Settings
     settings_source: str
-    store: SqliteStore
+    store: AdminStore
     actor: str  # who asked: recorded with cancel and resend
     _policy: Policy | None = field(default=None, repr=False)
 
     @property
-    def query(self) -> StoreQuery:
-        return StoreQuery(self.store)
+    def query(self) -> JobQueries:
+        return self.store.queries
 
     def policy(self) -> Policy:
         """The policy the daemon would use now (settings `policy`, else the embedded one)."""
@@ -81,7 +82,7 @@ class Admin:
             return found
         ids = self.query.ids_starting(reference)
         if not ids:
-            raise AdminError(f"no job {reference} in {self.store.path}")
+            raise AdminError(f"no job {reference} in {self.store.location}")
         if len(ids) > 1:
             raise AdminError(f"{reference} is the start of several jobs: {', '.join(ids)}")
         job = self.store.get(ids[0])

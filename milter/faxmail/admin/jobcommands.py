@@ -16,9 +16,10 @@ from faxmail.admin.context import Admin, AdminError, open_admin, parse_since
 from faxmail.admin.stats import ESTIMATE
 from faxmail.core.replies import Refusal
 from faxmail.outbound.recipient import parse_number
-from faxmail.store.queries import JobFilter
+from faxmail.store.model import EventKind, JobFilter, JobState
 
-STATES = ("queueing", "queued", "sending", "sent", "failed", "cancelled", "abandoned", "duplicate")
+# What --state takes: the job states, and "duplicate" (jobs that absorbed a resent mail).
+STATES = (*JobState, EventKind.DUPLICATE)
 
 Runner = Callable[[Admin, argparse.Namespace], None]
 
@@ -79,8 +80,10 @@ def _jobs(admin: Admin, args: argparse.Namespace) -> None:
             e164 = parse_number(args.number, admin.policy().destinations.region).e164
         except Refusal:
             digits = "".join(c for c in args.number if c.isdigit()) or args.number
+    chosen = {s for group in args.state for s in group}
     wanted = JobFilter(
-        states=tuple(s for group in args.state for s in group),
+        states=tuple(s for s in JobState if s in chosen),
+        duplicates=EventKind.DUPLICATE in chosen,
         sender=args.sender,
         number_e164=e164,
         number_digits=digits,

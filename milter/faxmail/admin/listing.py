@@ -15,10 +15,19 @@ from faxmail.admin.context import Admin
 from faxmail.admin.stats import dial_attempts
 from faxmail.admin.text import clip, clock, iso, local, table, use_colour, zone
 from faxmail.notify.templates import reason_text
-from faxmail.store.queries import Event, Inbound, JobFilter, Result
-from faxmail.store.sqlite import Attempt, Job
+from faxmail.store.model import (
+    Attempt,
+    AttemptOutcome,
+    Event,
+    EventKind,
+    Inbound,
+    Job,
+    JobFilter,
+    JobState,
+    Result,
+)
 
-LINK_EVENTS = ("resent", "resend-of", "duplicate", "cancelled")
+LINK_EVENTS = (EventKind.RESENT, EventKind.RESEND_OF, EventKind.DUPLICATE, EventKind.CANCELLED)
 
 
 @dataclass(frozen=True)
@@ -30,21 +39,23 @@ class Facts:
 
     @property
     def resend_of(self) -> str | None:
-        return next((str(e.detail.get("job")) for e in self.events if e.kind == "resend-of"), None)
+        return next(
+            (str(e.detail.get("job")) for e in self.events if e.kind == EventKind.RESEND_OF), None
+        )
 
     @property
     def resent_as(self) -> list[str]:
-        return [str(e.detail.get("as_job")) for e in self.events if e.kind == "resent"]
+        return [str(e.detail.get("as_job")) for e in self.events if e.kind == EventKind.RESENT]
 
     @property
     def duplicates(self) -> int:
-        return sum(1 for e in self.events if e.kind == "duplicate")
+        return sum(1 for e in self.events if e.kind == EventKind.DUPLICATE)
 
     def last_result(self) -> str:
         """One line on how the job's calls went."""
         job, attempts = self.job, self.attempts
-        if job.state == "cancelled":
-            at = next((e.at for e in self.events if e.kind == "cancelled"), float("inf"))
+        if job.state == JobState.CANCELLED:
+            at = next((e.at for e in self.events if e.kind == EventKind.CANCELLED), float("inf"))
             tried = dial_attempts(a for a in attempts if a.at <= at)
             text = f"cancelled after {tried} attempt(s)" if tried else "cancelled before dialling"
             if any(a.at > at for a in attempts):
@@ -52,16 +63,17 @@ class Facts:
             return text
         if not attempts:
             return {
-                "queued": "waiting for Asterisk",
-                "queueing": "being queued",
-                "abandoned": "never queued (local fault)",
+                JobState.QUEUED: "waiting for Asterisk",
+                JobState.QUEUEING: "being queued",
+                JobState.ABANDONED: "never queued (local fault)",
             }.get(job.state, "-")
         last = attempts[-1]
-        if last.outcome == "unanswered":
+        if last.outcome == AttemptOutcome.UNANSWERED:
             return f"{reason_of(last)} (attempt {last.attempt})"
-        if last.outcome == "answered":
-            return "answered, faxing" if job.state == "sending" else "answered, no fax report"
-        if last.outcome == "success":
+        if last.outcome == AttemptOutcome.ANSWERED:
+            faxing = job.state == JobState.SENDING
+            return "answered, faxing" if faxing else "answered, no fax report"
+        if last.outcome == AttemptOutcome.SUCCESS:
             pages = last.detail.get("pages", job.pages)
             rate = last.detail.get("bitrate")
             return f"fax sent, {pages} page(s)" + (f", {rate} bit/s" if rate else "")
@@ -106,7 +118,9 @@ def fax_error(detail: dict[str, Any]) -> str:
     return " / ".join(dict.fromkeys(parts)) or str(detail.get("status") or "the call ended early")
 
 
-def gather(admin: Admin, jobs: list[Job], kinds: tuple[str, ...] = LINK_EVENTS) -> list[Facts]:
+def gather(
+    admin: Admin, jobs: list[Job], kinds: tuple[EventKind, ...] = LINK_EVENTS
+) -> list[Facts]:
     ids = [j.id for j in jobs]
     attempts = admin.query.attempts(ids)
     results = admin.query.results(ids)

@@ -29,10 +29,10 @@ from faxmail.outbound.authorize import check_destination
 from faxmail.outbound.enqueue import Spool, enqueue, new_job_id
 from faxmail.outbound.recipient import PhoneNumber, parse_number
 from faxmail.outbound.senders import entries_for_author
-from faxmail.store.sqlite import Job, RateLimits
+from faxmail.store.model import FINISHED_STATES, EventKind, Job, JobState, RateLimits
 
-RESENDABLE = ("sent", "failed", "cancelled")
-_OPEN = ("queueing", "queued", "sending")
+RESENDABLE = FINISHED_STATES
+_OPEN = (JobState.QUEUEING, JobState.QUEUED, JobState.SENDING)
 
 
 @dataclass(frozen=True)
@@ -45,10 +45,11 @@ def resend(admin: Admin, reference: str, number: str | None) -> Resent:
     original = admin.job(reference)
     if original.state not in RESENDABLE:
         why = {
-            "queueing": "is being queued right now",
-            "queued": "is still queued (cancel it first to send it elsewhere)",
-            "sending": "is being faxed right now",
-            "abandoned": "was never accepted (the sender got a temporary error and resends it)",
+            JobState.QUEUEING: "is being queued right now",
+            JobState.QUEUED: "is still queued (cancel it first to send it elsewhere)",
+            JobState.SENDING: "is being faxed right now",
+            JobState.ABANDONED: "was never accepted"
+            " (the sender got a temporary error and resends it)",
         }.get(original.state, f"is {original.state}")
         raise AdminError(f"job {original.id} {why}; nothing to resend")
     _refuse_open_resend(admin, original)
@@ -69,7 +70,7 @@ def resend(admin: Admin, reference: str, number: str | None) -> Resent:
     if problems:
         raise AdminError(f"faxes cannot be queued: {'; '.join(problems)}")
     job = _new_job(original, phone, number, spool)
-    admin.store.add_event(job.id, "resend-of", job=original.id, by=admin.actor)
+    admin.store.add_event(job.id, EventKind.RESEND_OF, job=original.id, by=admin.actor)
     try:
         enqueue(
             job,
@@ -81,7 +82,9 @@ def resend(admin: Admin, reference: str, number: str | None) -> Resent:
         )
     except Refusal as refusal:
         raise AdminError(f"not queued: {refusal.reply}") from refusal
-    admin.store.add_event(original.id, "resent", as_job=job.id, number=phone.e164, by=admin.actor)
+    admin.store.add_event(
+        original.id, EventKind.RESENT, as_job=job.id, number=phone.e164, by=admin.actor
+    )
     queued = admin.store.get(job.id)
     return Resent(original, queued or job)
 
@@ -89,7 +92,8 @@ def resend(admin: Admin, reference: str, number: str | None) -> Resent:
 def _refuse_open_resend(admin: Admin, original: Job) -> None:
     """One resend at a time: a second `resend` (a repeated command) would fax it twice."""
     earlier = [
-        e.detail.get("as_job") for e in admin.query.events([original.id], ["resent"])[original.id]
+        e.detail.get("as_job")
+        for e in admin.query.events([original.id], [EventKind.RESENT])[original.id]
     ]
     for job_id in earlier:
         job = admin.store.get(str(job_id)) if job_id else None
@@ -118,7 +122,7 @@ def _new_job(original: Job, phone: PhoneNumber, number: str | None, spool: Spool
         original,
         id=job_id,
         created=time.time(),
-        state="queueing",
+        state=JobState.QUEUEING,
         number_given=number or original.number_given,
         number_e164=phone.e164,
         number_dialled=phone.dialled,

@@ -19,7 +19,7 @@ from faxmail.admin.text import clip, clock, coloured, iso, local, size, use_colo
 from faxmail.asterisk.takeback import Located, callfile_name, locate
 from faxmail.notify.templates import mode_text, resolution_text
 from faxmail.outbound.senders import entries_for_author
-from faxmail.store.sqlite import Attempt, Job
+from faxmail.store.model import Attempt, AttemptOutcome, Job
 
 
 @dataclass(frozen=True)
@@ -233,9 +233,9 @@ def _callfile_text(d: Detail, now: float) -> str:
 
 def _attempt_text(attempt: Attempt) -> str:
     detail = attempt.detail
-    if attempt.outcome == "unanswered":
+    if attempt.outcome == AttemptOutcome.UNANSWERED:
         return reason_of(attempt)
-    if attempt.outcome == "answered":
+    if attempt.outcome == AttemptOutcome.ANSWERED:
         return ""
     parts = []
     if detail.get("pages") is not None:
@@ -248,7 +248,7 @@ def _attempt_text(attempt: Attempt) -> str:
         parts.append(mode_text("en", str(detail["mode"])))
     if detail.get("station"):
         parts.append(f"station {clip(str(detail['station']), 30)}")
-    if attempt.outcome == "failed":
+    if attempt.outcome == AttemptOutcome.FAILED:
         parts.append(clip(fax_error(detail), 60))
     return ", ".join(parts)
 

@@ -15,8 +15,7 @@ from typing import Any, TextIO
 
 from faxmail.admin.context import Admin
 from faxmail.admin.text import clip, dump_json, iso, local, table, zone
-from faxmail.store.queries import JobFilter
-from faxmail.store.sqlite import Attempt, Job
+from faxmail.store.model import FINISHED_STATES, Attempt, AttemptOutcome, Job, JobFilter, JobState
 
 CALL_SETUP_S = 13.0
 LINE_FACTOR = 1.2
@@ -28,7 +27,8 @@ ESTIMATE = (
     "size / its pages; unanswered attempts: none"
 )
 
-_COUNTED = ("queued", "sending", "sent", "failed", "cancelled")  # jobs that reached Asterisk
+_COUNTED = (JobState.QUEUED, JobState.SENDING, *FINISHED_STATES)  # jobs that reached Asterisk
+_ANSWERED = (AttemptOutcome.ANSWERED, AttemptOutcome.SUCCESS, AttemptOutcome.FAILED)
 
 
 def call_seconds(job: Job, pages: int, bitrate: int | None) -> float:
@@ -43,7 +43,7 @@ class Call:
 
     round: int
     attempt: int
-    outcome: str
+    outcome: AttemptOutcome
     pages: int
     bitrate: int | None
 
@@ -52,13 +52,13 @@ def answered_calls(job: Job, attempts: Iterable[Attempt]) -> list[Call]:
     """The job's answered calls, each once (its fax outcome wins over its "answered" row)."""
     calls: dict[tuple[int, int], Call] = {}
     for a in attempts:
-        if a.outcome not in ("answered", "success", "failed"):
+        if a.outcome not in _ANSWERED:
             continue
         pages = _int(a.detail.get("pages"))
-        if a.outcome == "success" and pages is None:
+        if a.outcome == AttemptOutcome.SUCCESS and pages is None:
             pages = job.pages
         key = (a.round, a.attempt)
-        if a.outcome == "answered" and key in calls:
+        if a.outcome == AttemptOutcome.ANSWERED and key in calls:
             continue
         calls[key] = Call(a.round, a.attempt, a.outcome, pages or 0, _int(a.detail.get("bitrate")))
     return list(calls.values())
@@ -95,7 +95,7 @@ class Tally:
     def add(self, job: Job, attempts: list[Attempt]) -> None:
         self.faxes += 1
         self.pages_submitted += job.pages
-        if job.state in ("sent", "failed", "cancelled"):
+        if job.state in FINISHED_STATES:
             setattr(self, job.state, getattr(self, job.state) + 1)
         else:
             self.open += 1

@@ -12,14 +12,16 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, TextIO
 
-_COLOURS = {
-    "queueing": "36",
-    "queued": "36",
-    "sending": "35",
-    "sent": "32",
-    "failed": "31",
-    "cancelled": "33",
-    "abandoned": "90",
+from faxmail.store.model import JobState
+
+_COLOURS: dict[str, str] = {
+    JobState.QUEUEING: "36",
+    JobState.QUEUED: "36",
+    JobState.SENDING: "35",
+    JobState.SENT: "32",
+    JobState.FAILED: "31",
+    JobState.CANCELLED: "33",
+    JobState.ABANDONED: "90",
 }
 
 

@@ -17,6 +17,7 @@ from faxmail.outbound.dnslookup import make_txt_lookup
 from faxmail.outbound.enqueue import Spool, repair
 from faxmail.render.options import RenderOptions
 from faxmail.render.renderer import Renderer
+from faxmail.store.interface import JobStore
 from faxmail.store.sqlite import SqliteStore
 
 log = logging.getLogger("faxmail.runtime")
@@ -26,7 +27,7 @@ log = logging.getLogger("faxmail.runtime")
 class Runtime:
     settings: Settings
     policies: PolicyHolder
-    store: SqliteStore
+    store: JobStore
     spool: Spool
     renderer: Renderer
     gateway: Gateway

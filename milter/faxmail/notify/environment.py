@@ -15,6 +15,7 @@ from faxmail.core.policy import Policy
 from faxmail.core.settings import Settings, load_settings
 from faxmail.core.yamlfile import load_yaml
 from faxmail.notify.outbox import NotifySpool
+from faxmail.store.interface import NotifyStore
 from faxmail.store.sqlite import SqliteStore
 
 DEFAULT_SETTINGS = Path("/etc/faxmail/settings.yaml")
@@ -24,7 +25,7 @@ DEFAULT_SETTINGS = Path("/etc/faxmail/settings.yaml")
 class Context:
     settings: Settings
     policy: Policy
-    store: SqliteStore
+    store: NotifyStore
     spool: NotifySpool
 
     @property

@@ -23,7 +23,7 @@ from pathlib import Path
 from faxmail.asterisk.callfile import render_callfile, spool_callfile
 from faxmail.notify.environment import Context
 from faxmail.outbound.enqueue import Spool, callfile_for
-from faxmail.store.sqlite import Job
+from faxmail.store.model import Job
 
 log = logging.getLogger("faxmail_notify.requeue")
 

@@ -18,7 +18,7 @@ from faxmail.notify.entry import BuildError, BuiltMail, MailMeta, new_meta
 from faxmail.notify.environment import Context
 from faxmail.notify.messages import AddressError, Part, compose, mailbox
 from faxmail.notify.templates import mode_text, reason_text, resolution_text, words
-from faxmail.store.sqlite import Attempt, Job
+from faxmail.store.model import Attempt, AttemptOutcome, EventKind, Job, JobState
 
 log = logging.getLogger("faxmail_notify.results")
 
@@ -55,7 +55,7 @@ def _recipients(ctx: Context, job: Job) -> tuple[list[str], list[str]]:
             log.warning("job %s: unusable result address %r", job.id, candidate)
     admin = ctx.policy.admin_cc
     when = ctx.policy.notify.admin_cc
-    wanted = when == "always" or (when == "failed" and job.state != "sent")
+    wanted = when == "always" or (when == "failed" and job.state != JobState.SENT)
     cc = [admin] if admin and wanted and [admin] != to else []
     return (to, cc) if to else (cc, [])
 
@@ -66,11 +66,11 @@ def build_result(ctx: Context, meta: MailMeta) -> BuiltMail:
         raise BuildError(f"job {meta.ref} is not in the store")
     text = words(job.language)
     # sent / failed / cancelled (by the admin: `faxmail cancel`)
-    outcome = job.state if job.state in ("sent", "cancelled") else "failed"
+    outcome = job.state if job.state in (JobState.SENT, JobState.CANCELLED) else JobState.FAILED
     attempts = ctx.store.attempts(job.id)
-    if outcome == "cancelled":
+    if outcome == JobState.CANCELLED:
         error = text["cancelled_error"]
-    elif any(kind == "no-report" for _, kind, _ in ctx.store.events(job.id)):
+    elif any(kind == EventKind.NO_REPORT for _, kind, _ in ctx.store.events(job.id)):
         error = text["no_report"]  # settled by sweep.py from Asterisk's archive
     else:
         error = _error(job.language, attempts, text)
@@ -120,8 +120,9 @@ def _pdf(tiff: Path) -> bytes | None:
 def _facts(
     job: Job, attempts: list[Attempt], outcome: str, error: str, text: dict[str, str]
 ) -> list[str]:
-    fax = next((a.detail for a in reversed(attempts) if a.outcome in ("success", "failed")), {})
-    success = outcome == "sent"
+    reports = (AttemptOutcome.SUCCESS, AttemptOutcome.FAILED)
+    fax = next((a.detail for a in reversed(attempts) if a.outcome in reports), {})
+    success = outcome == JobState.SENT
     rows: list[tuple[str, Any]] = [
         (text["number"], f"{job.number_given} ({job.number_e164})"),
         (text["status"], text[f"status_{outcome}"]),
@@ -145,8 +146,8 @@ def _error(language: str, attempts: list[Attempt], text: dict[str, str]) -> str:
     if not attempts:
         return "-"
     last = attempts[-1]
-    if last.outcome == "unanswered":
-        count = sum(1 for a in attempts if a.outcome == "unanswered")
+    if last.outcome == AttemptOutcome.UNANSWERED:
+        count = sum(1 for a in attempts if a.outcome == AttemptOutcome.UNANSWERED)
         reason = reason_text(language, _str(last.detail.get("reason")))
         return text["unanswered_error"].format(attempts=count, reason=reason)
     return _fax_error(last.detail, text)
@@ -162,10 +163,10 @@ def _fax_error(detail: dict[str, Any], text: dict[str, str]) -> str:
 def _attempt_lines(language: str, attempts: list[Attempt]) -> list[str]:
     text = words(language)
     lines: list[str] = []
-    for attempt in (a for a in attempts if a.outcome != "answered"):
-        if attempt.outcome == "unanswered":
+    for attempt in (a for a in attempts if a.outcome != AttemptOutcome.ANSWERED):
+        if attempt.outcome == AttemptOutcome.UNANSWERED:
             what = reason_text(language, _str(attempt.detail.get("reason")))
-        elif attempt.outcome == "success":
+        elif attempt.outcome == AttemptOutcome.SUCCESS:
             what = f"{text['answered']}{text['then']}{text['fax_ok']}"
         else:
             error = _fax_error(attempt.detail, text)

@@ -21,7 +21,7 @@ from faxmail.notify.args import FaxReport
 from faxmail.notify.environment import Context
 from faxmail.notify.requeue import requeue
 from faxmail.notify.results import spool_result
-from faxmail.store.sqlite import Attempt, Job
+from faxmail.store.model import Attempt, AttemptOutcome, EventKind, Job, JobState
 
 log = logging.getLogger("faxmail_notify.sent")
 
@@ -36,7 +36,7 @@ class UnknownJob(Exception):
 def _job(ctx: Context, job_id: str) -> Job:
     job = ctx.store.get(job_id)
     if job is None:
-        raise UnknownJob(f"job {job_id} is not in the store {ctx.store.path}")
+        raise UnknownJob(f"job {job_id} is not in the store {ctx.store.location}")
     return job
 
 
@@ -65,8 +65,8 @@ def on_answered(ctx: Context, job_id: str, round_: int | None, attempt: int | No
         return
     number, earlier = found
     attempt = attempt or max((a.attempt for a in earlier), default=0) + 1
-    state = "sending" if job.state in ("queued", "sending") else None
-    ctx.store.record_attempt(job.id, number, attempt, "answered", state=state)
+    state = JobState.SENDING if job.state in (JobState.QUEUED, JobState.SENDING) else None
+    ctx.store.record_attempt(job.id, number, attempt, AttemptOutcome.ANSWERED, state=state)
 
 
 def on_unanswered(
@@ -79,11 +79,15 @@ def on_unanswered(
         return None
     number, _ = found
     final = attempt >= ctx.policy.fax.max_retries + 1
-    ctx.store.record_attempt(job.id, number, attempt, "unanswered", reason=reason, final=final)
+    ctx.store.record_attempt(
+        job.id, number, attempt, AttemptOutcome.UNANSWERED, reason=reason, final=final
+    )
     if not final:
         log.info("job %s: attempt %d not answered (REASON %s)", job.id, attempt, reason)
         return None
-    if not ctx.store.claim_result(job.id, "failed", "unanswered", attempts=attempt, reason=reason):
+    if not ctx.store.claim_result(
+        job.id, JobState.FAILED, EventKind.UNANSWERED, attempts=attempt, reason=reason
+    ):
         return None
     log.info("job %s: failed, %d attempts not answered", job.id, attempt)
     return spool_result(ctx, job.id)
@@ -98,18 +102,20 @@ def on_sent(
     if found is None:
         return None
     number, earlier = found
-    if not report.status and earlier and earlier[-1].outcome == "unanswered":
+    if not report.status and earlier and earlier[-1].outcome == AttemptOutcome.UNANSWERED:
         # The `h` extension of an unanswered attempt's channel: `failed` has reported it.
         log.info("job %s: h extension after an unanswered attempt; nothing to do", job.id)
         return None
     if attempt is None:
-        answered = [a.attempt for a in earlier if a.outcome == "answered"]
+        answered = [a.attempt for a in earlier if a.outcome == AttemptOutcome.ANSWERED]
         attempt = answered[-1] if answered else max((a.attempt for a in earlier), default=0) + 1
     success = report.status == "SUCCESS"
-    outcome = "success" if success else "failed"
+    outcome = AttemptOutcome.SUCCESS if success else AttemptOutcome.FAILED
     ctx.store.record_attempt(job.id, number, attempt, outcome, None, **report.detail())
     if success:
-        if not ctx.store.claim_result(job.id, "sent", "fax-sent", pages=report.pages):
+        if not ctx.store.claim_result(
+            job.id, JobState.SENT, EventKind.FAX_SENT, pages=report.pages
+        ):
             return None
         log.info("job %s: sent, %s pages", job.id, report.pages)
         return spool_result(ctx, job.id)
@@ -121,7 +127,9 @@ def on_sent(
             return None
         except (OSError, ValueError) as exc:
             log.error("job %s: cannot queue the fax-level retry: %s", job.id, exc)
-    if not ctx.store.claim_result(job.id, "failed", "fax-failed", error=report.error):
+    if not ctx.store.claim_result(
+        job.id, JobState.FAILED, EventKind.FAX_FAILED, error=report.error
+    ):
         return None
     log.info("job %s: fax failed: %s %s", job.id, report.error, report.status_string)
     return spool_result(ctx, job.id)

@@ -18,6 +18,7 @@ from pathlib import Path
 from faxmail.asterisk.callfile import parse_callfile
 from faxmail.notify.environment import Context
 from faxmail.notify.results import spool_result
+from faxmail.store.model import FINISHED_STATES, EventKind, JobState
 
 log = logging.getLogger("faxmail_notify.sweep")
 
@@ -31,7 +32,7 @@ def sweep_archived(ctx: Context, now: float | None = None) -> int:
     if not done_dir.is_dir():
         return 0
     settled = 0
-    for state in ("queued", "sending"):
+    for state in (JobState.QUEUED, JobState.SENDING):
         for job in ctx.store.in_state(state):
             round_ = ctx.store.current_round(job.id)
             name = f"{job.id}.call" if round_ == 1 else f"{job.id}-r{round_}.call"
@@ -46,15 +47,12 @@ def sweep_archived(ctx: Context, now: float | None = None) -> int:
                 continue
             # Expired: no attempt was answered. Completed without a report: the call was
             # answered, but what became of the fax nobody knows — so it was not sent.
-            event = "unanswered" if status == "Expired" else "no-report"
-            if ctx.store.claim_result(job.id, "failed", event, archived_status=status):
+            event = EventKind.UNANSWERED if status == "Expired" else EventKind.NO_REPORT
+            if ctx.store.claim_result(job.id, JobState.FAILED, event, archived_status=status):
                 log.warning("job %s: call archived as %s without a final report", job.id, status)
                 spool_result(ctx, job.id)
                 settled += 1
     return settled
-
-
-FINISHED = ("sent", "failed", "cancelled")
 
 
 def prune_sent_tiffs(ctx: Context, now: float | None = None) -> int:
@@ -68,7 +66,7 @@ def prune_sent_tiffs(ctx: Context, now: float | None = None) -> int:
         return 0  # deleted with the result mail already
     cutoff = (time.time() if now is None else now) - days * 86400
     pruned = 0
-    for state in FINISHED:
+    for state in FINISHED_STATES:
         for job in ctx.store.in_state(state):
             tiff = Path(job.tiff)
             if job.created < cutoff and tiff.is_file():

@@ -9,7 +9,8 @@ from phonenumbers import PhoneNumberType
 from faxmail.core.policy import Policy, Sender
 from faxmail.core.replies import NUMBER_FORBIDDEN, RATE_LIMITED, Refusal
 from faxmail.outbound.recipient import PhoneNumber
-from faxmail.store.sqlite import RateLimits, Store
+from faxmail.store.interface import JobStore
+from faxmail.store.model import RateLimits
 
 _TYPE_NAMES: dict[int, str] = {
     PhoneNumberType.PREMIUM_RATE: "premium_rate",
@@ -75,7 +76,7 @@ def max_pages(policy: Policy, entry: Sender | None) -> int:
     return own or policy.limits.max_pages or 50
 
 
-def check_rate(store: Store, sender: str, limits: RateLimits, now: float) -> None:
+def check_rate(store: JobStore, sender: str, limits: RateLimits, now: float) -> None:
     exceeded = store.rate_exceeded(sender, limits, now)
     if exceeded is not None:
         raise Refusal(

@@ -42,7 +42,8 @@ from faxmail.outbound.recipient import FaxRecipient, parse_recipient
 from faxmail.outbound.senders import could_match_at_rcpt
 from faxmail.render.options import RenderOptions
 from faxmail.render.renderer import RenderedFax, Renderer
-from faxmail.store.sqlite import Job, Store
+from faxmail.store.interface import JobStore
+from faxmail.store.model import Job, JobState
 
 log = logging.getLogger("faxmail.decision")
 
@@ -65,7 +66,7 @@ BIG_MESSAGE_WAIT_S = 120.0
 @dataclass
 class Gateway:
     policies: PolicyHolder
-    store: Store
+    store: JobStore
     lookup: TxtLookup
     spool: Spool
     renderer: Renderer
@@ -196,7 +197,7 @@ class Gateway:
         return Job(
             id=job_id,
             created=time.time(),
-            state="queueing",
+            state=JobState.QUEUEING,
             sender=identity.author.lower(),
             envelope_sender=session.envelope_sender,
             author=identity.author,

@@ -29,7 +29,8 @@ from faxmail.core.durable import fsync_dir
 from faxmail.core.policy import Fax
 from faxmail.core.replies import LOCAL_ERROR, RATE_LIMITED, SPOOL_FULL, Refusal, Reply
 from faxmail.core.settings import Asterisk
-from faxmail.store.sqlite import Duplicate, Job, RateExceeded, RateLimits, Store
+from faxmail.store.interface import JobStore
+from faxmail.store.model import Duplicate, EventKind, Job, JobState, RateExceeded, RateLimits
 
 log = logging.getLogger("faxmail.enqueue")
 
@@ -125,7 +126,7 @@ def enqueue(
     *,
     spool: Spool,
     fax: Fax,
-    store: Store,
+    store: JobStore,
     limits: RateLimits,
 ) -> str:
     """Queue `job`; return its id, or the id of the earlier identical job (a resent mail).
@@ -141,7 +142,7 @@ def enqueue(
         log.error("job %s: job store failed before queueing: %s", job.id, exc)
         raise Refusal(_store_reply(exc)) from exc
     if isinstance(admission, Duplicate):
-        if earlier is not None and earlier.state == "queueing":
+        if earlier is not None and earlier.state == JobState.QUEUEING:
             # Another delivery of this mail is being queued right now: it may yet fail, and a
             # 250 here would then be a 250 without a fax. Later, the duplicate is settled.
             log.warning("job %s: the same mail is being queued as %s", job.id, admission.job_id)
@@ -171,7 +172,9 @@ def enqueue(
         raise Refusal(_spool_reply(exc)) from exc
     crash_point("callfile-staged")
     try:
-        store.set_state(job.id, "queued", "spooled", callfile=str(spool.callfile_path(job.id)))
+        store.set_state(
+            job.id, JobState.QUEUED, EventKind.SPOOLED, callfile=str(spool.callfile_path(job.id))
+        )
     except sqlite3.Error as exc:
         _undo(spool, store, job.id, exc)
         raise Refusal(_store_reply(exc)) from exc
@@ -187,7 +190,7 @@ def enqueue(
 
 # Jobs whose "abandoned" could not be written (the store was failing): written before the next
 # admission, so that a resent mail is not taken for a duplicate of a fax that never left.
-_unsettled: dict[str, tuple[Store, str]] = {}
+_unsettled: dict[str, tuple[JobStore, str]] = {}
 _unsettled_lock = threading.Lock()
 
 
@@ -205,7 +208,7 @@ def _publish(ready: Path, final: Path) -> None:
         log.error("call file %s queued, but its folder could not be synced: %s", final, exc)
 
 
-def _undo(spool: Spool, store: Store, job_id: str, exc: Exception) -> None:
+def _undo(spool: Spool, store: JobStore, job_id: str, exc: Exception) -> None:
     """Take back what this job left (its TIFF, its ready call file) and abandon its row."""
     log.error("job %s: cannot queue: %s", job_id, exc)
     for leftover in (spool.staging / f"{job_id}.call", spool.faxes / f"{job_id}.tif"):
@@ -214,18 +217,18 @@ def _undo(spool: Spool, store: Store, job_id: str, exc: Exception) -> None:
         except OSError as error:
             log.error("job %s: cannot remove %s: %s", job_id, leftover, error)  # repair() will
     try:
-        store.set_state(job_id, "abandoned", "spool-error", error=str(exc))
+        store.set_state(job_id, JobState.ABANDONED, EventKind.SPOOL_ERROR, error=str(exc))
     except sqlite3.Error as error:
         log.error("job %s: cannot mark it abandoned yet: %s", job_id, error)
         with _unsettled_lock:
             _unsettled[job_id] = (store, str(exc))
 
 
-def _settle_unsettled(store: Store) -> None:
+def _settle_unsettled(store: JobStore) -> None:
     with _unsettled_lock:
         pending = [(job_id, why) for job_id, (s, why) in _unsettled.items() if s is store]
     for job_id, why in pending:
-        store.set_state(job_id, "abandoned", "spool-error", error=why)
+        store.set_state(job_id, JobState.ABANDONED, EventKind.SPOOL_ERROR, error=why)
         log.warning("job %s: marked abandoned now that the job store works again", job_id)
         with _unsettled_lock:
             _unsettled.pop(job_id, None)
@@ -242,12 +245,12 @@ def _store_reply(exc: sqlite3.Error) -> Reply:
     )
 
 
-def repair(spool: Spool, store: Store) -> None:
+def repair(spool: Spool, store: JobStore) -> None:
     """Settle what a crash left behind (run once at start, before taking mail)."""
     if spool.staging.is_dir():
         for call in sorted(spool.staging.glob("*.call")):
             job = store.get(call.stem)
-            if job is None or job.state != "queued":
+            if job is None or job.state != JobState.QUEUED:
                 continue  # unfinished: clean_staging removes it below
             # committed, then the crash came before the rename: the sender's retry will be
             # answered as a duplicate of this job, so it must go out
@@ -260,14 +263,14 @@ def repair(spool: Spool, store: Store) -> None:
     removed = clean_staging(spool.staging) if spool.staging.is_dir() else 0
     if removed:
         log.warning("removed %d unfinished call files from %s", removed, spool.staging)
-    for job in store.in_state("queueing"):
+    for job in store.in_state(JobState.QUEUEING):
         done = spool.outgoing.parent / "outgoing_done" / f"{job.id}.call"
         if spool.callfile_path(job.id).exists() or done.exists():
-            store.set_state(job.id, "queued", "repaired")
+            store.set_state(job.id, JobState.QUEUED, EventKind.REPAIRED)
             log.warning("job %s: call file found after a crash; marked queued", job.id)
         else:
             Path(job.tiff).unlink(missing_ok=True)
-            store.set_state(job.id, "abandoned", "repaired")
+            store.set_state(job.id, JobState.ABANDONED, EventKind.REPAIRED)
             log.warning("job %s: no call file after a crash; abandoned (sender got no 250)", job.id)
     if spool.faxes.is_dir():
         for leftover in spool.faxes.glob(".*.tif.tmp"):

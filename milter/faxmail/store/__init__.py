@@ -1,2 +1,6 @@
-"""The job store: the typed job model, the interfaces callers depend on, and the SQLite
-implementation (jobs and their events, dial attempts, result claims, received faxes)."""
+"""The job store: jobs, their history, dial attempts, result mails and received faxes.
+
+`model.py` holds the typed values (job states and event kinds as enums), `interface.py` the
+protocols callers depend on (`JobStore`, `NotifyStore`, `JobQueries`, `AdminStore`), and
+`sqlite.py` with `sqlite_schema.py` and `sqlite_queries.py` the SQLite implementation.
+"""

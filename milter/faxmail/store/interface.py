@@ -1,0 +1,150 @@
+"""What the callers of the job store depend on: one protocol per kind of caller.
+
+- `JobStore`: the milter's decision (rate limits, admission, queueing, start-up repair).
+- `NotifyStore`: faxmail-notify (attempts, rounds, the one result mail per job, received faxes).
+- `JobQueries`: the admin commands' read questions, as named methods.
+- `AdminStore`: what the admin commands hold: notify's store (cancel sends the result mail,
+  resend queues through the milter's enqueue) and its queries.
+
+No SQL crosses these protocols, so another database (PostgreSQL, for several MX hosts) can sit
+behind them; `sqlite.py` is the implementation today. Values are those of `model.py`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Protocol
+
+from faxmail.store.model import (
+    Admission,
+    Attempt,
+    AttemptOutcome,
+    Event,
+    EventKind,
+    Inbound,
+    Job,
+    JobFilter,
+    JobState,
+    RateExceeded,
+    RateLimits,
+    Result,
+)
+
+
+class JobStore(Protocol):
+    def rate_exceeded(self, sender: str, limits: RateLimits, now: float) -> RateExceeded | None:
+        """Whether `sender` (any case) is at one of `limits` at `now`."""
+        ...
+
+    def admit(self, job: Job, limits: RateLimits, duplicate_window_s: float) -> Admission:
+        """Insert `job` as queueing unless it is a resent duplicate or over the rate limit;
+        the check and the insert are atomic, whoever else admits at the same time."""
+        ...
+
+    def set_state(
+        self, job_id: str, state: JobState, event: EventKind, **detail: object
+    ) -> None: ...
+
+    def add_event(self, job_id: str, event: EventKind, **detail: object) -> None: ...
+
+    def get(self, job_id: str) -> Job | None: ...
+
+    def in_state(self, state: JobState) -> list[Job]:
+        """Newest first."""
+        ...
+
+    def events(self, job_id: str) -> list[tuple[float, EventKind, dict[str, object]]]:
+        """The job's history, oldest first: (at, kind, detail)."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class NotifyStore(JobStore, Protocol):
+    @property
+    def location(self) -> str:
+        """Where the store is, for messages (a file's path, a database's name)."""
+        ...
+
+    def record_attempt(
+        self,
+        job_id: str,
+        round_: int,
+        attempt: int,
+        outcome: AttemptOutcome,
+        state: JobState | None = None,
+        **detail: object,
+    ) -> None:
+        """One call's outcome, as an attempt and an event; `state`: the job's new state."""
+        ...
+
+    def attempts(self, job_id: str) -> list[Attempt]:
+        """Oldest first."""
+        ...
+
+    def current_round(self, job_id: str) -> int:
+        """1 for the milter's call file, +1 for each fax-level retry queued since."""
+        ...
+
+    def claim_requeue(self, job_id: str, after_round: int, **detail: object) -> bool:
+        """Claim the fax-level retry after `after_round` (state back to queued); False when it
+        was claimed already or the job has its result: then queue no call file."""
+        ...
+
+    def claim_result(
+        self,
+        job_id: str,
+        outcome: JobState,
+        event: EventKind,
+        *,
+        only_from: tuple[JobState, ...] = (),
+        **detail: object,
+    ) -> bool:
+        """Make `outcome` the job's final state and claim its one result mail, in one step;
+        with `only_from`, only from one of those states. False: send nothing."""
+        ...
+
+    def result_delivered(self, job_id: str) -> None: ...
+
+    def pending_results(self) -> list[str]:
+        """Ids of jobs whose claimed result mail was not handed over yet, oldest claim first."""
+        ...
+
+    def add_inbound(self, inbound_id: str, **detail: object) -> None:
+        """Record a received fax (once: a repeated call keeps the first record)."""
+        ...
+
+    def inbound_delivered(self, inbound_id: str) -> None: ...
+
+
+class JobQueries(Protocol):
+    def jobs(self, wanted: JobFilter) -> list[Job]:
+        """Jobs matching `wanted`, newest first."""
+        ...
+
+    def ids_starting(self, prefix: str, limit: int = 10) -> list[str]:
+        """Job ids that start with `prefix` (hex digits only: the caller checked it)."""
+        ...
+
+    def attempts(self, job_ids: Sequence[str]) -> dict[str, list[Attempt]]:
+        """Each job's attempts, oldest first (an empty list for a job without any)."""
+        ...
+
+    def results(self, job_ids: Sequence[str]) -> dict[str, Result]:
+        """The result claims of those jobs that have one."""
+        ...
+
+    def events(
+        self, job_ids: Sequence[str], kinds: Iterable[EventKind] = ()
+    ) -> dict[str, list[Event]]:
+        """Each job's events, oldest first; only those of `kinds` when given."""
+        ...
+
+    def inbound(self, since: float | None = None, limit: int | None = None) -> list[Inbound]:
+        """Received faxes, newest first."""
+        ...
+
+
+class AdminStore(NotifyStore, Protocol):
+    @property
+    def queries(self) -> JobQueries: ...
