@@ -17,6 +17,8 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
+from faxmail.store.claims import CLAIMS_SCHEMA, MessageIdClaims, SqliteMessageIdClaims
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
     id TEXT PRIMARY KEY,
@@ -131,7 +133,7 @@ class Duplicate:
 Admission = Literal["admitted"] | RateExceeded | Duplicate
 
 
-class Store(Protocol):
+class Store(MessageIdClaims, Protocol):
     def rate_exceeded(self, sender: str, limits: RateLimits, now: float) -> RateExceeded | None: ...
     def admit(self, job: Job, limits: RateLimits, duplicate_window_s: float) -> Admission: ...
     def set_state(self, job_id: str, state: str, event: str, **detail: object) -> None: ...
@@ -150,7 +152,7 @@ class Attempt:
     detail: dict[str, object]
 
 
-class SqliteStore:
+class SqliteStore(SqliteMessageIdClaims):
     def __init__(self, path: Path) -> None:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -162,7 +164,7 @@ class SqliteStore:
         )
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=FULL")  # a 250 promises the job is on disk
-        self._conn.executescript(SCHEMA + NOTIFY_SCHEMA)
+        self._conn.executescript(SCHEMA + NOTIFY_SCHEMA + CLAIMS_SCHEMA)
 
     @contextmanager
     def _read(self) -> Iterator[sqlite3.Connection]:
