@@ -194,6 +194,28 @@ class Signer:
         )
 
 
+#: What Microsoft 365 (Exchange Online) signs: neither To: nor Cc:.
+M365_SIGNED_HEADERS: tuple[bytes, ...] = (
+    b"From",
+    b"Date",
+    b"Subject",
+    b"Message-ID",
+    b"Content-Type",
+    b"MIME-Version",
+    b"X-MS-Exchange-SenderADCheck",
+)
+
+#: The header field Exchange Online adds and signs (the message needs it for a faithful h=).
+M365_HEADER = ("X-MS-Exchange-SenderADCheck", "1")
+
+
+def sign_like_m365(signer: Signer, message: bytes) -> bytes:
+    """``message`` signed as Exchange Online signs: relaxed/relaxed, To:/Cc: left unsigned."""
+    return signer.sign(
+        message, include_headers=M365_SIGNED_HEADERS, canonicalize=(b"relaxed", b"relaxed")
+    )
+
+
 def default_signers() -> dict[str, Signer]:
     """The keys the test DNS serves, by role:
 
