@@ -2,7 +2,8 @@
 
 openssl rather than the ``cryptography`` package: it is already on every machine and keeps
 the venv free of a dependency only tests would use. ``-traditional`` writes PKCS#1
-("BEGIN RSA PRIVATE KEY"), the form dkimpy's parser documents.
+("BEGIN RSA PRIVATE KEY"), the form dkimpy's parser documents. ed25519 keys (RFC 8463) come
+from PyNaCl, which faxmail itself needs to verify them (``dkimpy[ed25519]``).
 """
 
 from __future__ import annotations
@@ -12,9 +13,10 @@ import functools
 import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import dkim
+import nacl.signing
 
 
 @dataclass(frozen=True)
@@ -24,11 +26,44 @@ class DkimKey:
     bits: int
     private_pem: bytes
     public_der: bytes
+    algorithm: ClassVar[bytes] = b"rsa-sha256"
+
+    @property
+    def private_key(self) -> bytes:
+        """As dkimpy's ``sign`` takes it."""
+        return self.private_pem
 
     def txt(self, *, tags: str = "") -> str:
         """The DNS TXT value ``v=DKIM1; k=rsa; p=...`` (``tags`` e.g. ``"t=y; "`` goes
         before ``p=``)."""
         return f"v=DKIM1; k=rsa; {tags}p={base64.b64encode(self.public_der).decode('ascii')}"
+
+
+@dataclass(frozen=True)
+class Ed25519Key:
+    """An ed25519 key pair (RFC 8463): the 32-byte private seed and public key."""
+
+    seed: bytes
+    public: bytes
+    bits: ClassVar[int] = 256
+    algorithm: ClassVar[bytes] = b"ed25519-sha256"
+
+    @classmethod
+    def generate(cls) -> Ed25519Key:
+        key = nacl.signing.SigningKey.generate()
+        return cls(seed=bytes(key), public=bytes(key.verify_key))
+
+    @property
+    def private_key(self) -> bytes:
+        """As dkimpy's ``sign`` takes it: the seed, base64."""
+        return base64.b64encode(self.seed)
+
+    def txt(self, *, tags: str = "") -> str:
+        """The DNS TXT value ``v=DKIM1; k=ed25519; p=...`` (the raw public key, base64)."""
+        return f"v=DKIM1; k=ed25519; {tags}p={base64.b64encode(self.public).decode('ascii')}"
+
+
+AnyKey = DkimKey | Ed25519Key
 
 
 def generate_key(bits: int = 2048) -> DkimKey:
@@ -55,6 +90,12 @@ def cached_key(name: str, bits: int = 2048) -> DkimKey:
     return generate_key(bits)
 
 
+@functools.cache
+def cached_ed25519_key(name: str) -> Ed25519Key:
+    """An ed25519 key generated once per name per process."""
+    return Ed25519Key.generate()
+
+
 def dns_name(selector: str, domain: str) -> str:
     """Where a verifier looks up the key: ``selector._domainkey.domain``."""
     return f"{selector}._domainkey.{domain}"
@@ -64,7 +105,7 @@ def sign(
     message: bytes,
     domain: str,
     selector: str,
-    key: DkimKey,
+    key: AnyKey,
     include_headers: Sequence[bytes] | None = None,
     length: bool = False,
     canonicalize: tuple[bytes, bytes] = (b"relaxed", b"simple"),
@@ -80,7 +121,8 @@ def sign(
         message,
         selector.encode("ascii"),
         domain.encode("ascii"),
-        key.private_pem,
+        key.private_key,
+        signature_algorithm=key.algorithm,
         identity=identity,
         canonicalize=canonicalize,
         include_headers=list(include_headers) if include_headers is not None else None,
@@ -108,11 +150,16 @@ class _TimedDKIM(dkim.DKIM):  # type: ignore[misc]  # dkimpy has no type hints
 
 
 def sign_with_times(
-    message: bytes, domain: str, selector: str, key: DkimKey, *, signed_at: int, expires_at: int
+    message: bytes, domain: str, selector: str, key: AnyKey, *, signed_at: int, expires_at: int
 ) -> bytes:
     """``message`` with a DKIM-Signature whose t= and x= (expiry) are the given Unix times."""
     signer = _TimedDKIM(message, signed_at, expires_at)
-    sig: bytes = signer.sign(selector.encode("ascii"), domain.encode("ascii"), key.private_pem)
+    sig: bytes = signer.sign(
+        selector.encode("ascii"),
+        domain.encode("ascii"),
+        key.private_key,
+        signature_algorithm=key.algorithm,
+    )
     return sig + message
 
 
@@ -122,7 +169,7 @@ class Signer:
 
     domain: str
     selector: str
-    key: DkimKey
+    key: AnyKey
     published: bool = True
 
     @property
@@ -147,6 +194,28 @@ class Signer:
         )
 
 
+#: What Microsoft 365 (Exchange Online) signs: neither To: nor Cc:.
+M365_SIGNED_HEADERS: tuple[bytes, ...] = (
+    b"From",
+    b"Date",
+    b"Subject",
+    b"Message-ID",
+    b"Content-Type",
+    b"MIME-Version",
+    b"X-MS-Exchange-SenderADCheck",
+)
+
+#: The header field Exchange Online adds and signs (the message needs it for a faithful h=).
+M365_HEADER = ("X-MS-Exchange-SenderADCheck", "1")
+
+
+def sign_like_m365(signer: Signer, message: bytes) -> bytes:
+    """``message`` signed as Exchange Online signs: relaxed/relaxed, To:/Cc: left unsigned."""
+    return signer.sign(
+        message, include_headers=M365_SIGNED_HEADERS, canonicalize=(b"relaxed", b"relaxed")
+    )
+
+
 def default_signers() -> dict[str, Signer]:
     """The keys the test DNS serves, by role:
 
@@ -157,6 +226,7 @@ def default_signers() -> dict[str, Signer]:
     - ``unpublished``: 2048-bit, ``nokey._domainkey.example.jp``, not in DNS (NXDOMAIN)
     - ``wrong``: signs as ``sel._domainkey.example.jp`` with a key that is not the published
       one (signature fails)
+    - ``ed25519``: ed25519 (RFC 8463), ``ed._domainkey.example.jp``
     """
     return {
         "example.jp": Signer("example.jp", "sel", cached_key("example.jp")),
@@ -165,6 +235,7 @@ def default_signers() -> dict[str, Signer]:
         "short": Signer("example.jp", "short", cached_key("short", 1023)),
         "unpublished": Signer("example.jp", "nokey", cached_key("unpublished"), published=False),
         "wrong": Signer("example.jp", "sel", cached_key("wrong"), published=False),
+        "ed25519": Signer("example.jp", "ed", cached_ed25519_key("example.jp")),
     }
 
 

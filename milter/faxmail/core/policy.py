@@ -116,6 +116,8 @@ class Sender(Strict):
     destinations: DestinationRules = DestinationRules()
     limits: Limits = Limits()
     language: Literal["ja", "en"] | None = None  # of the result mail
+    # None: authentication.unsigned_recipients decides (see there)
+    unsigned_recipients: bool | None = None
 
     @field_validator("address")
     @classmethod
@@ -156,6 +158,11 @@ class Authentication(Strict):
     min_key_bits: int = Field(default=1024, ge=512)
     # Is the envelope sender checked at RCPT time (it may differ from From:, e.g. for bounces)?
     rcpt_sender_check: bool = True
+    # Accept a DKIM signature that leaves the fax address's To:/Cc: unsigned (Microsoft 365
+    # signs neither), if the signed Date: is this recent and its signed Message-ID is faxed
+    # in one SMTP transaction only: README "Signers that leave To:/Cc: unsigned".
+    unsigned_recipients: bool = False
+    unsigned_recipients_max_age_minutes: float = Field(default=30, gt=0, le=1440)
 
 
 class Fax(Strict):

@@ -60,6 +60,20 @@ FROM_NOT_SINGLE = Reply(
 FROM_NOT_ALLOWED = Reply("550", "5.7.1", "<{sender!s}> is not allowed to send faxes")
 DKIM_NONE = Reply("550", "5.7.20", "No passing DKIM signature found")
 DKIM_UNACCEPTABLE = Reply("550", "5.7.21", "No acceptable DKIM signature found ({why!s})")
+# The signer leaves To:/Cc: unsigned (Microsoft 365 does): say which setting would accept it.
+DKIM_RECIPIENT_UNSIGNED = Reply(
+    "550",
+    "5.7.21",
+    "No acceptable DKIM signature found ({fax!s} is not in a signed To: or Cc: field;"
+    " the fax admin can accept such signers with the policy setting unsigned_recipients)",
+)
+# unsigned_recipients: a second SMTP transaction with the same signed Message-ID is a replay.
+MESSAGE_ID_FAXED = Reply(
+    "550",
+    "5.7.1",
+    "message {message_id!s} was already faxed in another SMTP transaction; its signature"
+    " does not cover To:/Cc:, so it is faxed once only (send a new message)",
+)
 DKIM_NOT_ALIGNED = Reply("550", "5.7.22", "No valid author-matched DKIM signature found")
 DKIM_DNS_TEMPFAIL = Reply(
     "451", "4.7.5", "DKIM key lookup failed temporarily ({why!s}); please try again later"

@@ -7,8 +7,9 @@ import binascii
 import email.utils
 import logging
 import re
+import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import IO, Any
 
 import dkim
@@ -18,13 +19,16 @@ from faxmail.core.replies import (
     DKIM_DNS_TEMPFAIL,
     DKIM_NONE,
     DKIM_NOT_ALIGNED,
+    DKIM_RECIPIENT_UNSIGNED,
     DKIM_UNACCEPTABLE,
     FROM_NOT_ALLOWED,
     Refusal,
+    Reply,
 )
 from faxmail.core.session import Session
 from faxmail.outbound.dkimbody import BodyHash, BodySpec, body_hash, read_header_block
 from faxmail.outbound.dnslookup import DnsTempError, TxtLookup
+from faxmail.outbound.replayguard import ReplayGuard, Unguarded, single_use_message_id
 from faxmail.outbound.senders import (
     domain_of,
     entries_for_author,
@@ -43,6 +47,9 @@ class DkimPass:
     domain: str
     selector: str
     key_bits: int
+    # Set when the signature left the fax addresses' To:/Cc: unsigned (unsigned_recipients):
+    # this signed Message-ID may then be faxed in one SMTP transaction only.
+    single_use_message_id: str | None = None
 
 
 def aligned(signing_domain: str, author_domain: str, mode: str) -> bool:
@@ -86,25 +93,40 @@ class _HeaderSignature(dkim.DKIM):  # type: ignore[misc]
         return bool(super().verify_sig_process(without_body, include_headers, sig_header, dnsfunc))
 
 
-def _unacceptable(signer: _HeaderSignature, fax_addresses: Sequence[str]) -> str | None:
-    """Why a valid, aligned signature still does not vouch for this fax, or None."""
+def _vouch(
+    signer: _HeaderSignature, fax_addresses: Sequence[str], guard: ReplayGuard | None
+) -> DkimPass | Reply:
+    """What a valid, aligned signature vouches for: this fax, or the refusal saying why not.
+
+    `guard` None: the fax addresses must be in signed To:/Cc: fields (the default rule)."""
     sig = signer.signature_fields
     body = signer.last_body
     if b"l" in sig and body is not None and int(sig[b"l"]) < body.canonical_length:
-        return "the signature does not cover the whole body (l=)"
+        return DKIM_UNACCEPTABLE.format(why="the signature does not cover the whole body (l=)")
     signed = [(name.lower(), value) for name, value in signer.signed_headers]
     if not any(name == b"from" for name, _ in signed):
-        return "From: is not signed"
+        return DKIM_UNACCEPTABLE.format(why="From: is not signed")
+    passed = DkimPass(
+        signer.domain.decode("ascii", "replace"),
+        signer.selector.decode("ascii", "replace"),
+        signer.keysize,
+    )
     recipients = {
         addr.lower()
         for name, value in signed
         if name in (b"to", b"cc")
         for _, addr in email.utils.getaddresses([value.decode("utf-8", "replace")])
     }
-    for fax in fax_addresses:
-        if fax.lower() not in recipients:
-            return f"{fax} is not in a signed To: or Cc: field"
-    return None
+    unsigned = [fax for fax in fax_addresses if fax.lower() not in recipients]
+    if not unsigned:
+        return passed
+    if guard is None:
+        return DKIM_RECIPIENT_UNSIGNED.format(fax=unsigned[0])
+    message_id = single_use_message_id(signed, signer.headers, fax_addresses, guard)
+    if isinstance(message_id, Unguarded):
+        return DKIM_UNACCEPTABLE.format(why=message_id.why)
+    log.info("DKIM d=%s: To:/Cc: unsigned, accepted once for %s", passed.domain, message_id)
+    return replace(passed, single_use_message_id=message_id)
 
 
 def verify_dkim(
@@ -113,10 +135,13 @@ def verify_dkim(
     fax_addresses: Sequence[str],
     lookup: TxtLookup,
     config: Authentication,
+    *,
+    guard: ReplayGuard | None = None,
 ) -> DkimPass:
     """Return the first acceptable signature; raise Refusal with the RFC 7372 code otherwise.
 
-    `message` is the whole mail as a seekable binary file (the milter's spool file)."""
+    `message` is the whole mail as a seekable binary file (the milter's spool file); `guard`:
+    accept signatures that leave the fax addresses' To:/Cc: unsigned, under that guard."""
     try:
         signer = _HeaderSignature(message, minkey=config.min_key_bits)
     except dkim.DKIMException as exc:
@@ -125,7 +150,7 @@ def verify_dkim(
     count = sum(1 for name, _ in signer.headers if name.lower() == b"dkim-signature")
     dns_fault: str | None = None
     unaligned = False
-    unacceptable: str | None = None
+    unacceptable: Reply | None = None
     for idx in range(min(count, MAX_SIGNATURES)):
         try:
             valid = signer.verify(idx=idx, dnsfunc=lookup)
@@ -141,18 +166,28 @@ def verify_dkim(
         if not aligned(domain, author_domain, config.alignment):
             unaligned = True
             continue
-        why = _unacceptable(signer, fax_addresses)
-        if why is not None:
-            unacceptable = unacceptable or why
+        verdict = _vouch(signer, fax_addresses, guard)
+        if isinstance(verdict, Reply):
+            unacceptable = unacceptable or verdict
             continue
-        return DkimPass(domain, signer.selector.decode("ascii", "replace"), signer.keysize)
+        return verdict
     if dns_fault is not None:
         raise Refusal(DKIM_DNS_TEMPFAIL.format(why=dns_fault))
     if unacceptable is not None:
-        raise Refusal(DKIM_UNACCEPTABLE.format(why=unacceptable))
+        raise Refusal(unacceptable)
     if unaligned:
         raise Refusal(DKIM_NOT_ALIGNED)
     raise Refusal(DKIM_NONE)
+
+
+def replay_guard(entry: Sender, config: Authentication, now: float) -> ReplayGuard | None:
+    """The guard under which `entry` accepts signatures without signed To:/Cc:, or None."""
+    allowed = entry.unsigned_recipients
+    if allowed is None:  # the entry's own setting wins; else the global one
+        allowed = config.unsigned_recipients
+    if not allowed:
+        return None
+    return ReplayGuard(max_age_s=config.unsigned_recipients_max_age_minutes * 60, now=now)
 
 
 @dataclass(frozen=True)
@@ -173,9 +208,10 @@ def identify_sender(
     message: IO[bytes],
     fax_addresses: Sequence[str],
     lookup: TxtLookup,
+    now: float | None = None,
 ) -> Identity:
     """Find a sender entry for `author` whose proof holds. Cheap proofs (SASL, network) are
-    tried before DKIM, which is verified at most once."""
+    tried before DKIM, which is verified at most once. `now`: when the mail arrived."""
     entries = entries_for_author(policy, author, session.sasl_user)
     if not entries:
         raise Refusal(FROM_NOT_ALLOWED.format(sender=author))
@@ -193,6 +229,13 @@ def identify_sender(
     ]
     if not wanting_dkim:
         raise Refusal(FROM_NOT_ALLOWED.format(sender=author))
-    passed = verify_dkim(message, domain_of(author), fax_addresses, lookup, policy.authentication)
     entry = wanting_dkim[0]
+    passed = verify_dkim(
+        message,
+        domain_of(author),
+        fax_addresses,
+        lookup,
+        policy.authentication,
+        guard=replay_guard(entry, policy.authentication, time.time() if now is None else now),
+    )
     return Identity(author, entry, "sasl" if "dkim" not in entry.proof else "dkim", passed)

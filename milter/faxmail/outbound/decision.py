@@ -39,6 +39,7 @@ from faxmail.outbound.enqueue import Spool, enqueue, new_job_id
 from faxmail.outbound.extract import extract_documents, parse_message_file
 from faxmail.outbound.facts import MessageFacts, message_facts
 from faxmail.outbound.recipient import FaxRecipient, parse_recipient
+from faxmail.outbound.replayguard import check_not_faxed, faxed_once
 from faxmail.outbound.senders import could_match_at_rcpt
 from faxmail.render.options import RenderOptions
 from faxmail.render.renderer import RenderedFax, Renderer
@@ -148,22 +149,26 @@ class Gateway:
             rendered = self._renderer(policy, max_pages(policy, identity.entry)).render(
                 documents, workdir
             )
+            # Signed without To:/Cc: (unsigned_recipients): one SMTP transaction may fax it.
+            single_use = identity.dkim.single_use_message_id if identity.dkim else None
             if self.dry_run:
+                check_not_faxed(self.store, single_use)
                 dry = {r.address: "(dry run)" for r in recipients}
                 return Queued(identity, dry, rendered.pages, facts, policy.fax)
             # enqueue: one job per fax recipient
             digest = _digest(documents)
-            jobs = {
-                r.address: enqueue(
-                    self._job(session, identity, facts, r, rendered, digest, policy),
-                    rendered.tiff,
-                    spool=self.spool,
-                    fax=policy.fax,
-                    store=self.store,
-                    limits=limits,
-                )
-                for r in recipients
-            }
+            with faxed_once(self.store, single_use):
+                jobs = {
+                    r.address: enqueue(
+                        self._job(session, identity, facts, r, rendered, digest, policy),
+                        rendered.tiff,
+                        spool=self.spool,
+                        fax=policy.fax,
+                        store=self.store,
+                        limits=limits,
+                    )
+                    for r in recipients
+                }
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
         return Queued(identity, jobs, rendered.pages, facts, policy.fax)
@@ -194,6 +199,9 @@ class Gateway:
         policy: Policy,
     ) -> Job:
         job_id = new_job_id()
+        # A signer that leaves To:/Cc: unsigned may leave Reply-To: unsigned too (Microsoft 365
+        # does): the result mail goes to the From: address, so a sender learns of a replay.
+        single_use = identity.dkim.single_use_message_id if identity.dkim else None
         return Job(
             id=job_id,
             created=time.time(),
@@ -201,7 +209,7 @@ class Gateway:
             sender=identity.author.lower(),
             envelope_sender=session.envelope_sender,
             author=identity.author,
-            reply_to=facts.reply_to,
+            reply_to=facts.reply_to if single_use is None else None,
             subject=facts.subject,
             number_given=recipient.number.given,
             number_e164=recipient.number.e164,

@@ -31,7 +31,13 @@ from faxmail.store.model import (
 )
 
 
-class JobStore(Protocol):
+class MessageIdClaims(Protocol):
+    def claim_message_id(self, message_id: str, transaction: str, now: float) -> bool: ...
+    def release_message_id(self, message_id: str, transaction: str) -> None: ...
+    def message_id_claimed(self, message_id: str) -> bool: ...
+
+
+class JobStore(MessageIdClaims, Protocol):
     def rate_exceeded(self, sender: str, limits: RateLimits, now: float) -> RateExceeded | None:
         """Whether `sender` (any case) is at one of `limits` at `now`."""
         ...

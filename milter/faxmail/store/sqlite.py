@@ -30,6 +30,7 @@ from faxmail.store.model import (
     RateLimits,
     Window,
 )
+from faxmail.store.sqlite_claims import CLAIMS_SCHEMA, SqliteMessageIdClaims
 from faxmail.store.sqlite_queries import SqliteQueries
 from faxmail.store.sqlite_schema import (
     JOB_COLUMNS,
@@ -45,7 +46,7 @@ from faxmail.store.sqlite_schema import (
 _COUNTED_MARKS = marks(len(COUNTED_STATES))  # placeholders for "state IN (...)"
 
 
-class SqliteStore:
+class SqliteStore(SqliteMessageIdClaims):
     def __init__(self, path: Path) -> None:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -57,7 +58,7 @@ class SqliteStore:
         )
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=FULL")  # a 250 promises the job is on disk
-        self._conn.executescript(SCHEMA + NOTIFY_SCHEMA)
+        self._conn.executescript(SCHEMA + NOTIFY_SCHEMA + CLAIMS_SCHEMA)
         self.queries = SqliteQueries(self._read)
 
     @property
