@@ -23,10 +23,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from faxmail.admin.context import Admin, AdminError
+from faxmail.asterisk.spool import Spool
 from faxmail.core.policy import Policy, Sender
 from faxmail.core.replies import FROM_NOT_ALLOWED, Refusal
 from faxmail.outbound.authorize import check_destination
-from faxmail.outbound.enqueue import Spool, enqueue, new_job_id
+from faxmail.outbound.enqueue import enqueue, new_job_id
 from faxmail.outbound.recipient import PhoneNumber, parse_number
 from faxmail.outbound.senders import entries_for_author
 from faxmail.store.sqlite import Job, RateLimits
@@ -122,5 +123,5 @@ def _new_job(original: Job, phone: PhoneNumber, number: str | None, spool: Spool
         number_given=number or original.number_given,
         number_e164=phone.e164,
         number_dialled=phone.dialled,
-        tiff=str(spool.faxes / f"{job_id}.tif"),
+        tiff=str(spool.tiff(job_id)),
     )

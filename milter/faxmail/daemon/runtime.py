@@ -9,12 +9,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from faxmail.asterisk.spool import Spool
 from faxmail.core.policy import DEFAULT_POLICY_YAML
 from faxmail.core.policywatch import PolicyHolder
 from faxmail.core.settings import Settings
 from faxmail.outbound.decision import Gateway
 from faxmail.outbound.dnslookup import make_txt_lookup
-from faxmail.outbound.enqueue import Spool, repair
+from faxmail.outbound.enqueue import repair
 from faxmail.render.options import RenderOptions
 from faxmail.render.renderer import Renderer
 from faxmail.store.sqlite import SqliteStore

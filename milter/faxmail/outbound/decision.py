@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+from faxmail.asterisk.spool import Spool
 from faxmail.core.documents import Document
 from faxmail.core.policy import Fax, Policy
 from faxmail.core.policywatch import PolicyHolder
@@ -35,7 +36,7 @@ from faxmail.core.session import Session
 from faxmail.outbound.authenticate import Identity, identify_sender
 from faxmail.outbound.authorize import check_destination, check_rate, max_pages, rate_limits
 from faxmail.outbound.dnslookup import TxtLookup
-from faxmail.outbound.enqueue import Spool, enqueue, new_job_id
+from faxmail.outbound.enqueue import enqueue, new_job_id
 from faxmail.outbound.extract import extract_documents, parse_message_file
 from faxmail.outbound.facts import MessageFacts, message_facts
 from faxmail.outbound.recipient import FaxRecipient, parse_recipient
@@ -211,7 +212,7 @@ class Gateway:
             proof=identity.proof,
             dkim_domain=identity.dkim.domain if identity.dkim else None,
             language=identity.entry.language or policy.language,
-            tiff=str(self.spool.faxes / f"{job_id}.tif"),
+            tiff=str(self.spool.tiff(job_id)),
             render_seconds=rendered.seconds,
             tiff_bytes=rendered.size,
         )
