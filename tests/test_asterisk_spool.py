@@ -1,8 +1,12 @@
-"""asterisk/spool.py: every name faxmail gives a file in Asterisk's spool, from one place."""
+"""asterisk/spool.py: every name faxmail gives a file in Asterisk's spool, from one place; and
+the Enqueuer's memory of unsettled jobs belongs to it, not to the process."""
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
+
+import pytest
 
 from faxmail.asterisk.spool import (
     CALLFILES,
@@ -12,7 +16,11 @@ from faxmail.asterisk.spool import (
     partial_tiff_name,
     tiff_name,
 )
+from faxmail.core.policy import Fax
+from faxmail.core.replies import LOCAL_ERROR, Refusal
 from faxmail.core.settings import Asterisk
+from faxmail.outbound.enqueue import Enqueuer
+from faxmail.store.sqlite import Job, RateLimits
 
 JOB = "0123456789abcdef"
 
@@ -67,3 +75,70 @@ def test_problems_name_each_missing_folder(tmp_path: Path) -> None:
     for folder in (spool.outgoing, spool.staging, spool.faxes):
         folder.mkdir()
     assert spool.problems() == []
+
+
+class FlakyStore:
+    """Just what Enqueuer.enqueue uses of a job store; set_state fails while `broken`."""
+
+    def __init__(self) -> None:
+        self.broken = False
+        self.states: list[tuple[str, str, str]] = []
+
+    def admit(self, job: Job, limits: RateLimits, duplicate_window_s: float) -> str:
+        return "admitted"
+
+    def get(self, job_id: str) -> Job | None:
+        return None
+
+    def set_state(self, job_id: str, state: str, event: str, **detail: object) -> None:
+        if self.broken:
+            raise sqlite3.OperationalError("disk I/O error")
+        self.states.append((job_id, state, event))
+
+
+def a_job(spool: Spool, job_id: str) -> Job:
+    return Job(
+        id=job_id,
+        created=0.0,
+        state="queueing",
+        sender="alice@example.jp",
+        envelope_sender="alice@example.jp",
+        author="alice@example.jp",
+        reply_to=None,
+        subject="",
+        number_given="0312345678",
+        number_e164="+81312345678",
+        number_dialled="0312345678",
+        pages=1,
+        digest="d",
+        message_id="<m@example.jp>",
+        proof="dkim",
+        dkim_domain="example.jp",
+        language="en",
+        tiff=str(spool.tiff(job_id)),
+        render_seconds=0.0,
+        tiff_bytes=1,
+    )
+
+
+def test_unsettled_jobs_are_the_enqueuers_own(tmp_path: Path) -> None:
+    spool = Spool.from_settings(Asterisk(spool_dir=tmp_path, user=None))
+    for folder in (spool.outgoing, spool.staging, spool.faxes):
+        folder.mkdir()
+    tiff = tmp_path / "rendered.tif"
+    tiff.write_bytes(b"II*\0")
+    limits = RateLimits(per_hour=None, per_day=None)
+    first_store, other_store = FlakyStore(), FlakyStore()
+    first, other = Enqueuer(spool, first_store), Enqueuer(spool, other_store)  # type: ignore[arg-type]
+    first_store.broken = True
+    with pytest.raises(Refusal) as refused:
+        first.enqueue(a_job(spool, "1" * 16), tiff, fax=Fax(), limits=limits)
+    assert refused.value.reply == LOCAL_ERROR
+    # nothing of that job is left for Asterisk
+    assert list(spool.staging.iterdir()) == [] and list(spool.faxes.iterdir()) == []
+    other.enqueue(a_job(spool, "2" * 16), tiff, fax=Fax(), limits=limits)
+    assert ("1" * 16, "abandoned", "spool-error") not in other_store.states
+    first_store.broken = False
+    first.enqueue(a_job(spool, "3" * 16), tiff, fax=Fax(), limits=limits)
+    assert first_store.states[0] == ("1" * 16, "abandoned", "spool-error")
+    assert first_store.states[1:] == [("3" * 16, "queued", "spooled")]

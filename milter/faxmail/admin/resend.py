@@ -12,7 +12,7 @@ old), not another round of the old job:
 
 It goes through the milter's own steps: the number is parsed and checked against the policy as
 it is now, with the sender's policy entry (a refusal prints the milter's SMTP reply), then
-enqueue.enqueue() — job row, TIFF copy, call file staged and renamed into outgoing/ — with no
+the milter's Enqueuer — job row, TIFF copy, call file staged and renamed into outgoing/ — with no
 rate limit and no duplicate window (the admin asked for exactly this fax).
 """
 
@@ -27,7 +27,7 @@ from faxmail.asterisk.spool import Spool
 from faxmail.core.policy import Policy, Sender
 from faxmail.core.replies import FROM_NOT_ALLOWED, Refusal
 from faxmail.outbound.authorize import check_destination
-from faxmail.outbound.enqueue import enqueue, new_job_id
+from faxmail.outbound.enqueue import Enqueuer, new_job_id
 from faxmail.outbound.recipient import PhoneNumber, parse_number
 from faxmail.outbound.senders import entries_for_author
 from faxmail.store.sqlite import Job, RateLimits
@@ -72,12 +72,10 @@ def resend(admin: Admin, reference: str, number: str | None) -> Resent:
     job = _new_job(original, phone, number, spool)
     admin.store.add_event(job.id, "resend-of", job=original.id, by=admin.actor)
     try:
-        enqueue(
+        Enqueuer(spool, admin.store).enqueue(
             job,
             tiff,
-            spool=spool,
             fax=policy.fax.model_copy(update={"duplicate_window_hours": 0}),
-            store=admin.store,
             limits=RateLimits(per_hour=None, per_day=None),
         )
     except Refusal as refusal:

@@ -44,76 +44,141 @@ def new_job_id() -> str:
     return secrets.token_hex(8)
 
 
-def enqueue(
-    job: Job,
-    rendered_tiff: Path,
-    *,
-    spool: Spool,
-    fax: Fax,
-    store: Store,
-    limits: RateLimits,
-) -> str:
-    """Queue `job`; return its id, or the id of the earlier identical job (a resent mail).
+class Enqueuer:
+    """Queues faxes into one spool for one job store; built once, by the runtime.
 
-    Refusal: RATE_LIMITED; SPOOL_FULL / LOCAL_ERROR for a local fault (disk full, I/O error,
-    permission, outgoing/ gone, the store failing) at any step, with nothing left for Asterisk.
+    It also remembers the jobs whose "abandoned" could not be written (the store was failing),
+    to write it before the next admission, so that a resent mail is not taken for a duplicate
+    of a fax that never left. That memory is this object's, not the process's: two gateways in
+    one process keep their own.
     """
-    try:
-        _settle_unsettled(store)
-        admission = store.admit(job, limits, fax.duplicate_window_hours * 3600)
-        earlier = store.get(admission.job_id) if isinstance(admission, Duplicate) else None
-    except sqlite3.Error as exc:
-        log.error("job %s: job store failed before queueing: %s", job.id, exc)
-        raise Refusal(_store_reply(exc)) from exc
-    if isinstance(admission, Duplicate):
-        if earlier is not None and earlier.state == "queueing":
-            # Another delivery of this mail is being queued right now: it may yet fail, and a
-            # 250 here would then be a 250 without a fax. Later, the duplicate is settled.
-            log.warning("job %s: the same mail is being queued as %s", job.id, admission.job_id)
-            raise Refusal(LOCAL_ERROR)
-        log.info("job %s: duplicate of %s, not faxed again", job.id, admission.job_id)
-        return admission.job_id
-    if isinstance(admission, RateExceeded):
-        raise Refusal(
-            RATE_LIMITED.format(sender=job.sender, count=admission.count, window=admission.window)
-        )
-    crash_point("admitted")
-    try:
-        place_tiff(rendered_tiff, spool, job.id)
-        crash_point("tiff-placed")
-        # Written whole into staging/ (staging and "outgoing" the same folder: spool_callfile's
-        # rename is a no-op then): Asterisk sees nothing until the row says "queued".
-        ready = spool_callfile(
-            render_callfile(callfile_for(job, fax)),
-            staging_dir=spool.staging,
-            outgoing_dir=spool.staging,
-            name=callfile_name(job.id),
-            owner=spool.owner,
-        )
-    except OSError as exc:
-        _undo(spool, store, job.id, exc)
-        raise Refusal(_spool_reply(exc)) from exc
-    crash_point("callfile-staged")
-    queued = spool.queued_callfile(job.id)
-    try:
-        store.set_state(job.id, "queued", "spooled", callfile=str(queued))
-    except sqlite3.Error as exc:
-        _undo(spool, store, job.id, exc)
-        raise Refusal(_store_reply(exc)) from exc
-    crash_point("committed")
-    try:
-        _publish(ready, queued)
-    except OSError as exc:
-        _undo(spool, store, job.id, exc)
-        raise Refusal(_spool_reply(exc)) from exc
-    crash_point("callfile-spooled")
-    return job.id
 
+    def __init__(self, spool: Spool, store: Store) -> None:
+        self.spool = spool
+        self.store = store
+        self._unsettled: dict[str, str] = {}  # job id → why it was abandoned
+        self._unsettled_lock = threading.Lock()
 
-# Jobs whose "abandoned" could not be written (the store was failing): written before the next
-# admission, so that a resent mail is not taken for a duplicate of a fax that never left.
-_unsettled: dict[str, tuple[Store, str]] = {}
-_unsettled_lock = threading.Lock()
+    def enqueue(self, job: Job, rendered_tiff: Path, *, fax: Fax, limits: RateLimits) -> str:
+        """Queue `job`; return its id, or the id of the earlier identical job (a resent mail).
+
+        Refusal: RATE_LIMITED; SPOOL_FULL / LOCAL_ERROR for a local fault (disk full, I/O
+        error, permission, outgoing/ gone, the store failing) at any step, with nothing left
+        for Asterisk.
+        """
+        spool, store = self.spool, self.store
+        try:
+            self._settle_unsettled()
+            admission = store.admit(job, limits, fax.duplicate_window_hours * 3600)
+            earlier = store.get(admission.job_id) if isinstance(admission, Duplicate) else None
+        except sqlite3.Error as exc:
+            log.error("job %s: job store failed before queueing: %s", job.id, exc)
+            raise Refusal(_store_reply(exc)) from exc
+        if isinstance(admission, Duplicate):
+            if earlier is not None and earlier.state == "queueing":
+                # Another delivery of this mail is being queued right now: it may yet fail, and
+                # a 250 here would then be a 250 without a fax. Later, the duplicate is settled.
+                log.warning("job %s: the same mail is being queued as %s", job.id, admission.job_id)
+                raise Refusal(LOCAL_ERROR)
+            log.info("job %s: duplicate of %s, not faxed again", job.id, admission.job_id)
+            return admission.job_id
+        if isinstance(admission, RateExceeded):
+            raise Refusal(
+                RATE_LIMITED.format(
+                    sender=job.sender, count=admission.count, window=admission.window
+                )
+            )
+        crash_point("admitted")
+        try:
+            place_tiff(rendered_tiff, spool, job.id)
+            crash_point("tiff-placed")
+            # Written whole into staging/ (staging and "outgoing" the same folder:
+            # spool_callfile's rename is a no-op then): Asterisk sees nothing until the row
+            # says "queued".
+            ready = spool_callfile(
+                render_callfile(callfile_for(job, fax)),
+                staging_dir=spool.staging,
+                outgoing_dir=spool.staging,
+                name=callfile_name(job.id),
+                owner=spool.owner,
+            )
+        except OSError as exc:
+            self._undo(job.id, exc)
+            raise Refusal(_spool_reply(exc)) from exc
+        crash_point("callfile-staged")
+        queued = spool.queued_callfile(job.id)
+        try:
+            store.set_state(job.id, "queued", "spooled", callfile=str(queued))
+        except sqlite3.Error as exc:
+            self._undo(job.id, exc)
+            raise Refusal(_store_reply(exc)) from exc
+        crash_point("committed")
+        try:
+            _publish(ready, queued)
+        except OSError as exc:
+            self._undo(job.id, exc)
+            raise Refusal(_spool_reply(exc)) from exc
+        crash_point("callfile-spooled")
+        return job.id
+
+    def _undo(self, job_id: str, exc: Exception) -> None:
+        """Take back what this job left (its TIFF, its ready call file) and abandon its row."""
+        log.error("job %s: cannot queue: %s", job_id, exc)
+        for leftover in (self.spool.staged_callfile(job_id), self.spool.tiff(job_id)):
+            try:
+                leftover.unlink(missing_ok=True)
+            except OSError as error:
+                log.error("job %s: cannot remove %s: %s", job_id, leftover, error)  # repair() will
+        try:
+            self.store.set_state(job_id, "abandoned", "spool-error", error=str(exc))
+        except sqlite3.Error as error:
+            log.error("job %s: cannot mark it abandoned yet: %s", job_id, error)
+            with self._unsettled_lock:
+                self._unsettled[job_id] = str(exc)
+
+    def _settle_unsettled(self) -> None:
+        with self._unsettled_lock:
+            pending = list(self._unsettled.items())
+        for job_id, why in pending:
+            self.store.set_state(job_id, "abandoned", "spool-error", error=why)
+            log.warning("job %s: marked abandoned now that the job store works again", job_id)
+            with self._unsettled_lock:
+                self._unsettled.pop(job_id, None)
+
+    def repair(self) -> None:
+        """Settle what a crash left behind (run once at start, before taking mail)."""
+        spool, store = self.spool, self.store
+        if spool.staging.is_dir():
+            for call in sorted(spool.staging.glob(CALLFILES)):
+                job = store.get(call.stem)
+                if job is None or job.state != "queued":
+                    continue  # unfinished: clean_staging removes it below
+                # committed, then the crash came before the rename: the sender's retry will be
+                # answered as a duplicate of this job, so it must go out
+                try:
+                    _publish(call, spool.queued_callfile(job.id))
+                except OSError as exc:
+                    log.error(
+                        "job %s: cannot queue its call file (next start tries): %s", job.id, exc
+                    )
+                    continue
+                log.warning("job %s: call file queued after a crash", job.id)
+        removed = clean_staging(spool.staging) if spool.staging.is_dir() else 0
+        if removed:
+            log.warning("removed %d unfinished call files from %s", removed, spool.staging)
+        for job in store.in_state("queueing"):
+            if spool.queued_callfile(job.id).exists() or spool.archived_callfile(job.id).exists():
+                store.set_state(job.id, "queued", "repaired")
+                log.warning("job %s: call file found after a crash; marked queued", job.id)
+            else:
+                Path(job.tiff).unlink(missing_ok=True)
+                store.set_state(job.id, "abandoned", "repaired")
+                log.warning(
+                    "job %s: no call file after a crash; abandoned (sender got no 250)", job.id
+                )
+        if spool.faxes.is_dir():
+            for leftover in spool.faxes.glob(PARTIAL_TIFFS):
+                leftover.unlink(missing_ok=True)
 
 
 def _publish(ready: Path, final: Path) -> None:
@@ -122,32 +187,6 @@ def _publish(ready: Path, final: Path) -> None:
     if unsynced is not None:
         # Too late to take back: Asterisk may have read it already, and the row says queued.
         log.error("call file %s queued, but its folder could not be synced: %s", final, unsynced)
-
-
-def _undo(spool: Spool, store: Store, job_id: str, exc: Exception) -> None:
-    """Take back what this job left (its TIFF, its ready call file) and abandon its row."""
-    log.error("job %s: cannot queue: %s", job_id, exc)
-    for leftover in (spool.staged_callfile(job_id), spool.tiff(job_id)):
-        try:
-            leftover.unlink(missing_ok=True)
-        except OSError as error:
-            log.error("job %s: cannot remove %s: %s", job_id, leftover, error)  # repair() will
-    try:
-        store.set_state(job_id, "abandoned", "spool-error", error=str(exc))
-    except sqlite3.Error as error:
-        log.error("job %s: cannot mark it abandoned yet: %s", job_id, error)
-        with _unsettled_lock:
-            _unsettled[job_id] = (store, str(exc))
-
-
-def _settle_unsettled(store: Store) -> None:
-    with _unsettled_lock:
-        pending = [(job_id, why) for job_id, (s, why) in _unsettled.items() if s is store]
-    for job_id, why in pending:
-        store.set_state(job_id, "abandoned", "spool-error", error=why)
-        log.warning("job %s: marked abandoned now that the job store works again", job_id)
-        with _unsettled_lock:
-            _unsettled.pop(job_id, None)
 
 
 def _spool_reply(exc: OSError) -> Reply:
@@ -159,34 +198,3 @@ def _store_reply(exc: sqlite3.Error) -> Reply:
     return (
         SPOOL_FULL if getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL else LOCAL_ERROR
     )
-
-
-def repair(spool: Spool, store: Store) -> None:
-    """Settle what a crash left behind (run once at start, before taking mail)."""
-    if spool.staging.is_dir():
-        for call in sorted(spool.staging.glob(CALLFILES)):
-            job = store.get(call.stem)
-            if job is None or job.state != "queued":
-                continue  # unfinished: clean_staging removes it below
-            # committed, then the crash came before the rename: the sender's retry will be
-            # answered as a duplicate of this job, so it must go out
-            try:
-                _publish(call, spool.queued_callfile(job.id))
-            except OSError as exc:
-                log.error("job %s: cannot queue its call file (next start tries): %s", job.id, exc)
-                continue
-            log.warning("job %s: call file queued after a crash", job.id)
-    removed = clean_staging(spool.staging) if spool.staging.is_dir() else 0
-    if removed:
-        log.warning("removed %d unfinished call files from %s", removed, spool.staging)
-    for job in store.in_state("queueing"):
-        if spool.queued_callfile(job.id).exists() or spool.archived_callfile(job.id).exists():
-            store.set_state(job.id, "queued", "repaired")
-            log.warning("job %s: call file found after a crash; marked queued", job.id)
-        else:
-            Path(job.tiff).unlink(missing_ok=True)
-            store.set_state(job.id, "abandoned", "repaired")
-            log.warning("job %s: no call file after a crash; abandoned (sender got no 250)", job.id)
-    if spool.faxes.is_dir():
-        for leftover in spool.faxes.glob(PARTIAL_TIFFS):
-            leftover.unlink(missing_ok=True)
