@@ -23,7 +23,7 @@ import yaml
 
 from conftest import attach_log
 from faxmail.asterisk.callfile import parse_callfile
-from faxmail.asterisk.takeback import PARKING
+from faxmail.asterisk.spool import PARKING
 from faxmail.store.model import COUNTED_STATES, RateLimits
 from faxmail.store.sqlite import SqliteStore
 from infra.dkimkeys import Signer

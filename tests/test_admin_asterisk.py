@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from faxmail.asterisk.callfile import CallFile, render_callfile
-from faxmail.asterisk.takeback import AHEAD_S, PARKING, Busy, CallState, withdraw
+from faxmail.asterisk.spool import PARKING
+from faxmail.asterisk.takeback import AHEAD_S, Busy, CallState, withdraw
 from infra.asterisk import AsteriskInstance, StartAsterisk
 
 pytestmark = pytest.mark.asterisk

@@ -22,14 +22,9 @@ from pathlib import Path
 import pytest
 
 from faxmail.asterisk.callfile import CallFile, parse_callfile, render_callfile
-from faxmail.asterisk.takeback import (
-    PARKING,
-    Busy,
-    CallState,
-    callfile_name,
-    locate,
-    withdraw,
-)
+from faxmail.asterisk.spool import PARKING, callfile_name
+from faxmail.asterisk.spool import Spool as AsteriskSpool
+from faxmail.asterisk.takeback import Busy, CallState, locate, withdraw
 
 NAME = "0123456789abcdef.call"
 BODY = render_callfile(
@@ -184,7 +179,9 @@ def test_a_waiting_call_file_is_parked(spool: Spool) -> None:
     assert not spool.path.exists()
     # pbx_spool's next look finds nothing: the call is forgotten.
     assert PbxSpool(spool).scan() is None
-    found = locate(spool.outgoing.parent, spool.outgoing.parent / "staging", spool.outgoing, NAME)
+    root = spool.outgoing.parent
+    folders = AsteriskSpool(spool.outgoing, root / "staging", root / "fax", root / "outgoing_done")
+    found = locate(folders, NAME)
     assert found.where == "parked"
 
 

@@ -1,4 +1,4 @@
-"""callfile.py: allow-listed rendering, pbx_spool-faithful parsing, atomic spooling."""
+"""callfile.py: allow-listed rendering, pbx_spool-faithful parsing; spool.py: atomic spooling."""
 
 from __future__ import annotations
 
@@ -11,13 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from faxmail.asterisk.callfile import (
-    CallFile,
-    clean_staging,
-    parse_callfile,
-    render_callfile,
-    spool_callfile,
-)
+from faxmail.asterisk.callfile import CallFile, parse_callfile, render_callfile
+from faxmail.asterisk.spool import clean_staging, spool_callfile
 
 
 def sample(**changes: object) -> CallFile:

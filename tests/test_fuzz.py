@@ -8,7 +8,7 @@ Targets:
    names full of hostile characters; base64 valid or damaged; PDF/PNG/JPEG/TIFF magic; NUL and
    8-bit bytes in headers; CRLF/LF mixtures), on well-formed trees whose documents are known in
    advance, and on mutations (flips, cuts, duplications) of a valid DKIM-signed fax mail.
-2. The call-file writer (callfile.py, and enqueue.callfile_for with recipient.parse_number):
+2. The call-file writer (callfile.py, and spool.callfile_for with recipient.parse_number):
    arbitrary text in every field either is refused with ValueError or reads back as exactly the
    intended key: value lines.
 3. Header text decoding (headertext.py): never raises; one bounded line, no controls.
@@ -38,15 +38,15 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from faxmail.asterisk.callfile import CallFile, parse_callfile, render_callfile
+from faxmail.asterisk.spool import callfile_for
 from faxmail.core.headertext import HEADER_TEXT_LIMIT, decode_header_text, from_8bit
 from faxmail.core.policy import Fax
 from faxmail.core.replies import DOCUMENT_DAMAGED, NOTHING_TO_FAX, Refusal
 from faxmail.outbound import extract as extract_module
-from faxmail.outbound.enqueue import callfile_for
 from faxmail.outbound.extract import LABEL_NAME_LIMIT, extract_documents, parse_message, sniff
 from faxmail.outbound.facts import message_facts
 from faxmail.outbound.recipient import parse_number
-from faxmail.store.sqlite import Job
+from faxmail.store.model import Job
 
 # =============================================================================================
 # Profiles

@@ -1,7 +1,7 @@
 """`faxmail cancel JOB`: take a queued fax out of Asterisk's queue, mark it cancelled, and send
 the sender its one result mail.
 
-Order: the call file is withdrawn first (spool.withdraw: parked, or refused while Asterisk
+Order: the call file is withdrawn first (takeback.withdraw: parked, or refused while Asterisk
 dials it), then the store claims the job's result as "cancelled" — only while the job is still
 "queued", in the same transaction as the state change (store.claim_result) — then the parked
 file is deleted and the result mail goes through faxmail-notify's own path (spool entry, then
@@ -20,19 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from faxmail.admin.context import Admin, AdminError
-from faxmail.asterisk.takeback import (
-    GRACE_S,
-    PARKING,
-    Busy,
-    Gone,
-    Located,
-    callfile_name,
-    locate,
-    put_back,
-    withdraw,
-)
+from faxmail.asterisk.spool import Spool, callfile_name
+from faxmail.asterisk.takeback import GRACE_S, Busy, Gone, Located, locate, put_back, withdraw
 from faxmail.core.exitcodes import EX_CONFIG
-from faxmail.core.settings import Asterisk
 from faxmail.store.model import EventKind, Job, JobState
 
 log = logging.getLogger("faxmail.cancel")
@@ -64,11 +54,11 @@ def cancel(admin: Admin, reference: str, *, grace: float = GRACE_S) -> Outcome:
     if job.state != JobState.QUEUED:
         why = _NOT_CANCELLABLE.get(job.state, f"is {job.state}")
         raise AdminError(f"job {job.id} {why}; nothing was changed")
-    asterisk = admin.settings.asterisk
-    _check_spool(asterisk, job)
+    spool = Spool.from_settings(admin.settings.asterisk)
+    _check_spool(spool, job)
     name = callfile_name(job.id, admin.store.current_round(job.id))
-    found = locate(asterisk.spool_dir, asterisk.staging, asterisk.outgoing, name)
-    parked, attempts = _take(admin, job, asterisk, found, name, grace)
+    found = locate(spool, name)
+    parked, attempts = _take(admin, job, spool, found, name, grace)
     claimed = admin.store.claim_result(
         job.id,
         JobState.CANCELLED,
@@ -80,7 +70,7 @@ def cancel(admin: Admin, reference: str, *, grace: float = GRACE_S) -> Outcome:
     )
     if not claimed:
         if parked is not None:
-            put_back(parked, asterisk.outgoing)
+            put_back(parked, spool.outgoing)
         now = admin.store.get(job.id)
         state = now.state if now else "gone"
         raise AdminError(f"job {job.id} changed meanwhile (now {state}); it was not cancelled")
@@ -90,30 +80,30 @@ def cancel(admin: Admin, reference: str, *, grace: float = GRACE_S) -> Outcome:
     return Outcome(job, attempts, name if parked else None, _mail(admin, job))
 
 
-def _check_spool(asterisk: Asterisk, job: Job) -> None:
+def _check_spool(spool: Spool, job: Job) -> None:
     """Refuse settings that do not name the spool this job was queued in: a cancel that looks
     in the wrong place would find nothing and let Asterisk dial anyway."""
-    if not asterisk.outgoing.is_dir():
+    if not spool.outgoing.is_dir():
         raise AdminError(
-            f"{asterisk.outgoing} does not exist: pass the daemon's settings (--settings)",
+            f"{spool.outgoing} does not exist: pass the daemon's settings (--settings)",
             EX_CONFIG,
         )
-    if Path(job.tiff).parent != asterisk.faxes:
+    if Path(job.tiff).parent != spool.faxes:
         raise AdminError(
             f"job {job.id} was queued with its fax in {Path(job.tiff).parent}, but these "
-            f"settings use {asterisk.faxes}: pass the daemon's settings (--settings)",
+            f"settings use {spool.faxes}: pass the daemon's settings (--settings)",
             EX_CONFIG,
         )
 
 
 def _take(
-    admin: Admin, job: Job, asterisk: Asterisk, found: Located, name: str, grace: float
+    admin: Admin, job: Job, spool: Spool, found: Located, name: str, grace: float
 ) -> tuple[Path | None, int]:
     """Withdraw the call file; (where it is parked, attempts made). Raises AdminError."""
     state = found.state
     if found.where == "outgoing":
         try:
-            withdrawn = withdraw(asterisk.outgoing, asterisk.staging / PARKING, name, grace=grace)
+            withdrawn = withdraw(spool.outgoing, spool.parking, name, grace=grace)
         except Busy as exc:
             raise AdminError(f"job {job.id} was not cancelled: {exc}") from exc
         except Gone as exc:
@@ -126,8 +116,8 @@ def _take(
         return withdrawn.parked, withdrawn.state.attempts_started
     if found.where == "parked" and found.path is not None and state is not None:
         # An earlier cancel took it out of outgoing/ and stopped before claiming.
-        if (asterisk.outgoing / name).exists() or state.running(time.time()) is not None:
-            put_back(found.path, asterisk.outgoing)
+        if (spool.outgoing / name).exists() or state.running(time.time()) is not None:
+            put_back(found.path, spool.outgoing)
             raise AdminError(f"job {job.id} was not cancelled: Asterisk is dialling it")
         return found.path, state.attempts_started
     if found.where == "done":
@@ -146,7 +136,7 @@ def _take(
     since = _queued_at(admin, job)
     if time.time() - since < NO_CALLFILE_AFTER_S:
         raise AdminError(
-            f"job {job.id} was not cancelled: its call file is not in {asterisk.outgoing} yet; "
+            f"job {job.id} was not cancelled: its call file is not in {spool.outgoing} yet; "
             "try again in a minute"
         )
     return None, 0

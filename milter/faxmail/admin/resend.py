@@ -12,7 +12,7 @@ old), not another round of the old job:
 
 It goes through the milter's own steps: the number is parsed and checked against the policy as
 it is now, with the sender's policy entry (a refusal prints the milter's SMTP reply), then
-enqueue.enqueue() — job row, TIFF copy, call file staged and renamed into outgoing/ — with no
+the milter's Enqueuer — job row, TIFF copy, call file staged and renamed into outgoing/ — with no
 rate limit and no duplicate window (the admin asked for exactly this fax).
 """
 
@@ -23,10 +23,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from faxmail.admin.context import Admin, AdminError
+from faxmail.asterisk.spool import Spool
 from faxmail.core.policy import Policy, Sender
 from faxmail.core.replies import FROM_NOT_ALLOWED, Refusal
 from faxmail.outbound.authorize import check_destination
-from faxmail.outbound.enqueue import Spool, enqueue, new_job_id
+from faxmail.outbound.enqueue import Enqueuer, new_job_id
 from faxmail.outbound.recipient import PhoneNumber, parse_number
 from faxmail.outbound.senders import entries_for_author
 from faxmail.store.model import FINISHED_STATES, EventKind, Job, JobState, RateLimits
@@ -72,12 +73,10 @@ def resend(admin: Admin, reference: str, number: str | None) -> Resent:
     job = _new_job(original, phone, number, spool)
     admin.store.add_event(job.id, EventKind.RESEND_OF, job=original.id, by=admin.actor)
     try:
-        enqueue(
+        Enqueuer(spool, admin.store).enqueue(
             job,
             tiff,
-            spool=spool,
             fax=policy.fax.model_copy(update={"duplicate_window_hours": 0}),
-            store=admin.store,
             limits=RateLimits(per_hour=None, per_day=None),
         )
     except Refusal as refusal:
@@ -126,5 +125,5 @@ def _new_job(original: Job, phone: PhoneNumber, number: str | None, spool: Spool
         number_given=number or original.number_given,
         number_e164=phone.e164,
         number_dialled=phone.dialled,
-        tiff=str(spool.faxes / f"{job_id}.tif"),
+        tiff=str(spool.tiff(job_id)),
     )

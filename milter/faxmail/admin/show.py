@@ -16,7 +16,8 @@ from faxmail.admin.context import Admin
 from faxmail.admin.listing import Facts, dumps, fax_error, gather, printed, reason_of
 from faxmail.admin.stats import DEFAULT_BITRATE, answered_calls, call_seconds
 from faxmail.admin.text import clip, clock, coloured, iso, local, size, use_colour, zone
-from faxmail.asterisk.takeback import Located, callfile_name, locate
+from faxmail.asterisk.spool import Spool, callfile_name
+from faxmail.asterisk.takeback import Located, locate
 from faxmail.notify.templates import mode_text, resolution_text
 from faxmail.outbound.senders import entries_for_author
 from faxmail.store.model import Attempt, AttemptOutcome, Job
@@ -53,9 +54,8 @@ def job_detail(admin: Admin, job: Job) -> Detail:
                 "sasl_user": found.sasl_user,
                 "proof": list(found.proof),
             }
-    asterisk = admin.settings.asterisk
     name = callfile_name(job.id, admin.store.current_round(job.id))
-    located = locate(asterisk.spool_dir, asterisk.staging, asterisk.outgoing, name)
+    located = locate(Spool.from_settings(admin.settings.asterisk), name)
     meta = None
     try:
         loaded = json.loads(

@@ -1,29 +1,18 @@
-"""Asterisk call files: render from checked values, spool atomically, read back.
+"""Asterisk call files: render from checked values, read back as pbx_spool reads them.
 
 pbx_spool reads a call file line by line: `;` starts a comment unless written `\\;`, `#` after
-whitespace starts one, lines over 1024 bytes are skipped, and a file written in place is read
-at every close (so half-written files get dialled or rejected). Hence:
-
-- every value is matched against a strict allow-list before it is written; there is no quoting
-  or escaping to get wrong, and no mail text can ever pass (the caller only has job ids, dialled
-  digits and our own paths to give);
-- a file is written completely in a staging directory on the same filesystem, then renamed into
-  `outgoing/`, so Asterisk only ever sees whole files;
-- it belongs to the asterisk user: Asterisk cannot set the times of a root-owned file and then
-  ignores MaxRetries/RetryTime, redialling in a tight loop.
+whitespace starts one, and lines over 1024 bytes are skipped. Hence every value is matched
+against a strict allow-list before it is written; there is no quoting or escaping to get wrong,
+and no mail text can ever pass (the caller only has job ids, dialled digits and our own paths
+to give). How a call file reaches Asterisk whole is asterisk/spool.py's part.
 """
 
 from __future__ import annotations
 
-import errno
-import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from types import MappingProxyType
-
-from faxmail.core.durable import fsync_dir
 
 MAX_LINE = 1024  # pbx_spool skips longer lines; ours stay below, newline included
 
@@ -34,7 +23,6 @@ _VARIABLE_NAME = re.compile(r"[A-Z][A-Z0-9_]{0,63}")
 # pbx_spool would trim them, and never before a '#' or ';', which are not allowed at all.
 _VARIABLE_VALUE = re.compile(r"(?=.{0,900}\Z)(?:[A-Za-z0-9/._:+@=-]+(?: [A-Za-z0-9/._:+@=-]+)*)?")
 _CALLER_ID = re.compile(r'"[A-Za-z0-9 ._-]{0,40}" <[0-9]{1,20}>')
-_FILE_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,199}")
 
 # (field, lowest, highest): a zero RetryTime or WaitTime would make Asterisk redial in a loop.
 _NUMBERS = (
@@ -133,74 +121,3 @@ def parse_callfile(data: bytes) -> list[tuple[str, str]]:
             continue  # pbx_spool warns and skips a line without ':'
         pairs.append((key, value.lstrip("".join(map(chr, range(33))))))
     return pairs
-
-
-def spool_callfile(
-    content: bytes,
-    *,
-    staging_dir: Path,
-    outgoing_dir: Path,
-    name: str,
-    owner: tuple[int, int] | None,
-) -> Path:
-    """Write `content` as `outgoing_dir/name` atomically; return that path.
-
-    Written whole under `staging_dir`, fsynced, given to `owner` (uid, gid) with mode 0640,
-    then renamed into `outgoing_dir` and both directories fsynced. Raises ValueError for a bad
-    name, OSError otherwise (EXDEV when the two directories are on different filesystems,
-    EEXIST when the call file already exists); the staging file never outlives an error.
-    """
-    if not _FILE_NAME.fullmatch(name):
-        raise ValueError(f"call file name not allowed: {name!r:.80}")
-    if os.stat(staging_dir).st_dev != os.stat(outgoing_dir).st_dev:
-        # rename() would fail (or a copy would be seen half-written by pbx_spool).
-        raise OSError(
-            errno.EXDEV,
-            f"call file staging dir {staging_dir} and outgoing dir {outgoing_dir} "
-            "are on different filesystems; they must share one for an atomic rename",
-        )
-    staged = staging_dir / name
-    final = outgoing_dir / name
-    if final.exists():
-        # rename() would silently replace a call file Asterisk may be working on.
-        raise FileExistsError(errno.EEXIST, "call file already queued", str(final))
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-    descriptor = os.open(staged, flags, 0o600)
-    try:
-        try:
-            view = memoryview(content)
-            while view:
-                view = view[os.write(descriptor, view) :]
-            os.fsync(descriptor)
-            if owner is not None:
-                os.fchown(descriptor, *owner)
-            # After chown (which may clear mode bits); Asterisk appends StartRetry: lines as owner.
-            os.fchmod(descriptor, 0o640)
-        finally:
-            os.close(descriptor)
-        os.rename(staged, final)
-    except BaseException:
-        staged.unlink(missing_ok=True)
-        raise
-    fsync_dir(outgoing_dir)
-    fsync_dir(staging_dir)
-    return final
-
-
-def clean_staging(staging_dir: Path) -> int:
-    """Remove what a crash left in `staging_dir` (run at daemon start); return how many.
-
-    A staged file was never renamed, so its job never reached Asterisk: nothing to keep.
-    Sub-directories are left alone: we never create any there.
-    """
-    removed = 0
-    with os.scandir(staging_dir) as entries:
-        for entry in entries:
-            if entry.is_dir(follow_symlinks=False):
-                continue
-            try:
-                os.unlink(entry.path)
-            except FileNotFoundError:
-                continue
-            removed += 1
-    return removed

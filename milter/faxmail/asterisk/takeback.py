@@ -47,9 +47,8 @@ from pathlib import Path
 from typing import Literal
 
 from faxmail.asterisk.callfile import parse_callfile
-
-PARKING = "faxmail-cancelled"  # under faxmail-staging/: same filesystem as outgoing/
-HOLD = "faxmail-notify-hold"  # faxmail-notify's fax-level retries (faxmail.notify.requeue)
+from faxmail.asterisk.spool import Spool
+from faxmail.core.durable import fsync_dir
 
 AHEAD_S = 3.0  # pbx_spool's times are whole seconds: keep this far from its next look...
 SETTLE_S = 3.0  # ...and give it this long after a look to have written its StartRetry
@@ -150,11 +149,6 @@ def _number(value: str | None, default: int) -> int:
         return default
 
 
-def callfile_name(job_id: str, round_: int) -> str:
-    """The milter's call file is round 1; faxmail-notify's fax-level retries say their round."""
-    return f"{job_id}.call" if round_ == 1 else f"{job_id}-r{round_}.call"
-
-
 @dataclass(frozen=True)
 class Located:
     where: Where
@@ -162,14 +156,14 @@ class Located:
     state: CallState | None
 
 
-def locate(spool_dir: Path, staging: Path, outgoing: Path, name: str) -> Located:
+def locate(spool: Spool, name: str) -> Located:
     """Where the call file `name` is now, and what it says."""
     places: list[tuple[Where, Path]] = [
-        ("outgoing", outgoing / name),
-        ("parked", staging / PARKING / name),
-        ("done", spool_dir / "outgoing_done" / name),
-        ("hold", staging / HOLD / name),
-        ("staging", staging / name),
+        ("outgoing", spool.outgoing / name),
+        ("parked", spool.parking / name),
+        ("done", spool.done / name),
+        ("hold", spool.hold / name),
+        ("staging", spool.staging / name),
     ]
     for where, path in places:
         try:
@@ -305,9 +299,7 @@ def _append_to_new(parked: Path, path: Path) -> None:
 
 
 def _fsync_dir(directory: Path) -> None:
+    # Best effort: the rename has happened either way, and stopping here would leave a cancel
+    # (or a put-back) half done.
     with contextlib.suppress(OSError):
-        descriptor = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        try:
-            os.fsync(descriptor)
-        finally:
-            os.close(descriptor)
+        fsync_dir(directory)

@@ -25,19 +25,7 @@ class Asterisk(_Strict):
     spool_dir: Path = Path("/var/spool/asterisk")  # outgoing/ is under it
     fax_dir: Path | None = None  # TIFFs of queued faxes; default <spool_dir>/fax
     user: str | None = "asterisk"  # call files must belong to Asterisk's user; None: keep ours
-
-    @property
-    def outgoing(self) -> Path:
-        return self.spool_dir / "outgoing"
-
-    @property
-    def staging(self) -> Path:
-        # Same filesystem as outgoing/, so the final rename is atomic.
-        return self.spool_dir / "faxmail-staging"
-
-    @property
-    def faxes(self) -> Path:
-        return self.fax_dir or self.spool_dir / "fax"
+    # The folders under spool_dir and the names of the files in them: asterisk/spool.py.
 
 
 _LOOPBACK = ("127.0.0.1", "::1", "localhost")

@@ -9,12 +9,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from faxmail.asterisk.spool import Spool
 from faxmail.core.policy import DEFAULT_POLICY_YAML
 from faxmail.core.policywatch import PolicyHolder
 from faxmail.core.settings import Settings
 from faxmail.outbound.decision import Gateway
 from faxmail.outbound.dnslookup import make_txt_lookup
-from faxmail.outbound.enqueue import Spool, repair
+from faxmail.outbound.enqueue import Enqueuer
 from faxmail.render.options import RenderOptions
 from faxmail.render.renderer import Renderer
 from faxmail.store.interface import JobStore
@@ -65,17 +66,18 @@ def build_runtime(settings: Settings, *, mode: Mode = "daemon") -> Runtime:
     spool = Spool.from_settings(settings.asterisk)
     if spool.owner is not None and mode == "daemon":
         _share_store(state, spool.owner)
+    enqueuer = Enqueuer(spool, store)
     problems = spool.problems()
     for problem in problems:
         log.warning("fax queueing unavailable until fixed (faxes get 451): %s", problem)
     if not problems and mode == "daemon":
-        repair(spool, store)
+        enqueuer.repair()
     renderer = Renderer(RenderOptions(), slots=settings.render_slots)
     gateway = Gateway(
         policies=policies,
         store=store,
         lookup=make_txt_lookup(settings.dns),
-        spool=spool,
+        enqueuer=enqueuer,
         renderer=renderer,
         work_root=work,
         dry_run=mode == "dry-run",

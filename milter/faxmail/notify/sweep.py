@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from faxmail.asterisk.callfile import parse_callfile
+from faxmail.asterisk.spool import Spool
 from faxmail.notify.environment import Context
 from faxmail.notify.results import spool_result
 from faxmail.store.model import FINISHED_STATES, EventKind, JobState
@@ -28,16 +29,15 @@ GRACE_S = 600.0
 def sweep_archived(ctx: Context, now: float | None = None) -> int:
     """Claim the result of waiting jobs whose call Asterisk archived; return how many."""
     now = time.time() if now is None else now
-    done_dir = ctx.settings.asterisk.spool_dir / "outgoing_done"
-    if not done_dir.is_dir():
+    spool = Spool.from_settings(ctx.settings.asterisk)
+    if not spool.done.is_dir():
         return 0
     settled = 0
     for state in (JobState.QUEUED, JobState.SENDING):
         for job in ctx.store.in_state(state):
             round_ = ctx.store.current_round(job.id)
-            name = f"{job.id}.call" if round_ == 1 else f"{job.id}-r{round_}.call"
             try:
-                archived = done_dir / name
+                archived = spool.archived_callfile(job.id, round_)
                 if now - archived.stat().st_mtime < GRACE_S:
                     continue
                 status = dict(parse_callfile(archived.read_bytes())).get("Status", "")

@@ -35,7 +35,7 @@ from faxmail.core.session import Session
 from faxmail.outbound.authenticate import Identity, identify_sender
 from faxmail.outbound.authorize import check_destination, check_rate, max_pages, rate_limits
 from faxmail.outbound.dnslookup import TxtLookup
-from faxmail.outbound.enqueue import Spool, enqueue, new_job_id
+from faxmail.outbound.enqueue import Enqueuer, new_job_id
 from faxmail.outbound.extract import extract_documents, parse_message_file
 from faxmail.outbound.facts import MessageFacts, message_facts
 from faxmail.outbound.recipient import FaxRecipient, parse_recipient
@@ -69,7 +69,7 @@ class Gateway:
     policies: PolicyHolder
     store: JobStore
     lookup: TxtLookup
-    spool: Spool
+    enqueuer: Enqueuer  # its spool and store: those of this gateway
     renderer: Renderer
     work_root: Path
     dry_run: bool = False  # decide only: render to check, queue nothing
@@ -138,7 +138,7 @@ class Gateway:
             check_destination(recipient.number, policy, identity.entry)
         # A cheap read before the costly render; admit() counts again inside its transaction.
         check_rate(self.store, identity.author, limits, time.time())
-        problems = [] if self.dry_run else self.spool.problems()
+        problems = [] if self.dry_run else self.enqueuer.spool.problems()
         if problems:
             log.error("cannot queue faxes: %s", "; ".join(problems))
             raise Refusal(QUEUE_UNAVAILABLE)
@@ -159,12 +159,10 @@ class Gateway:
             digest = _digest(documents)
             with faxed_once(self.store, single_use):
                 jobs = {
-                    r.address: enqueue(
+                    r.address: self.enqueuer.enqueue(
                         self._job(session, identity, facts, r, rendered, digest, policy),
                         rendered.tiff,
-                        spool=self.spool,
                         fax=policy.fax,
-                        store=self.store,
                         limits=limits,
                     )
                     for r in recipients
@@ -220,7 +218,7 @@ class Gateway:
             proof=identity.proof,
             dkim_domain=identity.dkim.domain if identity.dkim else None,
             language=identity.entry.language or policy.language,
-            tiff=str(self.spool.faxes / f"{job_id}.tif"),
+            tiff=str(self.enqueuer.spool.tiff(job_id)),
             render_seconds=rendered.seconds,
             tiff_bytes=rendered.size,
         )
