@@ -31,7 +31,7 @@ from .report import cell, fmt, goal
 
 SEED_GS = ["gs", "-q", "-dBATCH", "-dNOPAUSE", "-sDEVICE=tiffg4", "-r204x196", "-dPDFFitPage"]
 #: Not faxmail: a what-if for the README's suggestion. faxmail's transfer (light grey → white)
-#: plus a black point (dark grey → black), on the notes' bare gs command.
+#: plus a black point (dark grey → black), on the bare gs command.
 WHAT_IF_TRANSFER = "{dup 0.8 ge {pop 1} {dup 0.3 le {pop 0} {0.3 sub 0.5 div} ifelse} ifelse}"
 WHAT_IF_GS = BARE_GS
 CALL_SECONDS = 12.0
@@ -180,7 +180,7 @@ def run(cfg: Config) -> Section:
         "seed: `" + " ".join(SEED_GS) + " -sOutputFile=out.tif in.pdf`; faxmail: "
         "Renderer(RenderOptions()) = A4, fine, whitening threshold 0.8, no photo mode.",
         "line time = 12 s + Σ 1.2 × 8 × (G4 bytes of the page) / 14 400; one page each.",
-        "what-if (not faxmail, evidence for a suggestion): the notes' bare gs command with "
+        "what-if (not faxmail, evidence for a suggestion): the bare gs command with "
         f"`{WHAT_IF_TRANSFER} settransfer`, i.e. faxmail's whitening plus a black point.",
         f"render time: {cfg.legibility_rounds} rounds interleaved; faxmail's includes the "
         "qpdf check, the sandbox wrappers and the TIFF validation.",

@@ -1,4 +1,4 @@
-"""Legibility of a fax page as OCR character accuracy, by the method in shared/notes/conversion.md.
+"""Legibility of a fax page as OCR character accuracy (tesseract at 300 dpi, as described below).
 
 The 1-bit page is converted to grey and resized bicubically to 300 dpi with square pixels
 (2541x3508 for a fine A4 page), then read by Debian's tesseract (`--psm 3 --dpi 300`, eng or

@@ -58,7 +58,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Protocol
 
-#: Modules for G.711 fax over Local channels, call files and System() (see the notes).
+#: Modules for G.711 fax over Local channels, call files and System().
 FAX_MODULES: tuple[str, ...] = (
     "res_timing_timerfd",
     "codec_ulaw",

@@ -2,7 +2,7 @@
 
 Usage: ``python tests/infra/passmilter.py SOCKET [--dump DIR]`` where SOCKET is a libmilter
 spec (``unix:/path/sock``, ``inet:PORT@127.0.0.1``). Every callback returns CONTINUE and none
-is marked @noreply: the notes measured that no-reply stages on TCP stall ~40 ms per mail
+is marked @noreply: no-reply stages on TCP were measured to stall ~40 ms per mail
 (Nagle + delayed ACK), and a baseline should cost what a real milter costs.
 
 With ``--dump DIR`` each message is written to DIR/<queue-id>.eml exactly as the milter

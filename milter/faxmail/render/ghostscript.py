@@ -1,6 +1,7 @@
 """Ghostscript in a sandbox: PDFs → one fax TIFF, or a refusal that says why.
 
-Facts this module is built on (shared/notes/conversion.md, re-measured here with gs 10.00):
+Facts this module is built on (measured with gs 10.00; tests/test_render.py and
+tests/test_hostile.py hold them):
 - Ghostscript's exit code lies on bad input; its messages do not. It runs without -q and every
   line it prints is checked against what good files print (banner, "Processing pages",
   "Page N", font loading); anything else refuses the document with that line as the reason.

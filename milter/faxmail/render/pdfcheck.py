@@ -1,7 +1,7 @@
 """Vet a PDF attachment before rendering: a PDF at all, readable, not encrypted, page count.
 
 Why qpdf as a subprocess and not pikepdf in-process: this runs inside libmilter callback threads,
-where `pikepdf.open(BytesIO)` once deadlocked the whole daemon (shared/notes/postfix-milter.md).
+where `pikepdf.open(BytesIO)` was once seen to deadlock the whole daemon under Postfix.
 In a libmilter thread driven by miltertest (no Postfix) both pikepdf.open(BytesIO) and by path
 returned normally here, so what triggers the deadlock is unknown: nothing shows that opening by
 path is safe, and a deadlock there stops all mail. A subprocess cannot deadlock us, is killed
