@@ -155,7 +155,14 @@ def check_spool(install: Install) -> Iterator[Finding]:
     ast = install.settings.asterisk
     user = install.daemon_user
     owner = user or "the daemon's user"
-    folders = [ast.outgoing, ast.staging, ast.faxes, install.settings.notify.inbox_dir]
+    # Asterisk writes outgoing_done/ beside outgoing/: the spool itself must be its user's too.
+    folders = [
+        ast.spool_dir,
+        ast.outgoing,
+        ast.staging,
+        ast.faxes,
+        install.settings.notify.inbox_dir,
+    ]
     bad = False
     for folder in folders:
         complaint = run_as(user, _writable_folder(folder))

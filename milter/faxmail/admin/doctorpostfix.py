@@ -11,8 +11,10 @@ chroot: the connection Postfix will make.
 from __future__ import annotations
 
 import grp
+import os
 import pwd
 import re
+import shutil
 import socket
 import stat
 import subprocess
@@ -93,7 +95,11 @@ def seen_from_host(path: str, chroot: Path | None) -> Path:
 
 
 def postconf(install: Install, *args: str) -> str:
-    argv = ["postconf"]
+    # /usr/sbin is not on every PATH (a unit's ExecStartPre, an admin's sudo -u).
+    found = shutil.which("postconf", path=f"{os.environ.get('PATH', '')}:/usr/sbin:/sbin")
+    if found is None:
+        raise OSError("postconf is not installed")
+    argv = [found]
     if install.postfix_config is not None:
         argv += ["-c", str(install.postfix_config)]
     done = subprocess.run([*argv, *args], capture_output=True, text=True, timeout=30, check=False)
