@@ -27,8 +27,10 @@ allowed by the policy, destination allowed, limits kept. Accepted faxes are rend
 Ghostscript and queued as Asterisk call files before Postfix answers 250; everything else gets
 a specific 4xx/5xx. Mail to other addresses passes untouched.
 
-Wire it into Postfix (main.cf):
-    smtpd_milters = unix:/run/faxmail/milter.sock
+Wire it into Postfix (main.cf; the socket unix:/var/spool/postfix/faxmail/milter.sock as
+Debian's chrooted smtpd and cleanup see it):
+    smtpd_milters = unix:/faxmail/milter.sock
+    non_smtpd_milters = $smtpd_milters
     milter_protocol = 6
     milter_default_action = tempfail
 
