@@ -7,6 +7,7 @@ import hashlib
 import os
 import shutil
 import smtplib
+import stat
 import subprocess
 import sys
 import time
@@ -102,12 +103,18 @@ class Installed:
         pre = unitrun.run_pre(self.root.root, self.unit)
         assert pre.returncode == 0, pre.stdout + pre.stderr
         self.milter = unitrun.start(self.root.root, self.unit, self.milter_log)
+        # Ready when the socket is there with its final mode (set just after listen()).
         deadline = time.monotonic() + 30
-        while not self.root.path(SOCKET).exists():
+        while not self._socket_ready():
             assert self.milter.poll() is None, self.milter_log.read_text()
             assert time.monotonic() < deadline, self.milter_log.read_text()
             time.sleep(0.1)
-        time.sleep(0.5)  # the group and mode follow listen() at once
+
+    def _socket_ready(self) -> bool:
+        try:
+            return stat.S_IMODE(self.root.path(SOCKET).stat().st_mode) == 0o660
+        except FileNotFoundError:
+            return False
 
     def stop_milter(self) -> None:
         if self.milter is not None and self.milter.poll() is None:
