@@ -1,5 +1,5 @@
-"""faxmail: the admin's command (policy check, dry-run, sendfax; the job commands are in
-admin/cli.py)."""
+"""faxmail: the admin's command (policy and settings check, dry-run, sendfax; the job commands
+are in admin/jobcommands.py, doctor in admin/doctor.py)."""
 
 from __future__ import annotations
 
@@ -30,6 +30,19 @@ def _policy_check(args: argparse.Namespace) -> int:
         f"{args.file}: OK ({len(policy.senders)} sender entries, "
         f"fax domains: {', '.join(policy.fax_address.domains) or 'none'})"
     )
+    return 0
+
+
+def _settings_check(args: argparse.Namespace) -> int:
+    from faxmail.core.settings import Settings
+
+    try:
+        settings = load_yaml(args.file, Settings)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(f"{args.file}: {problem}", file=sys.stderr)
+        return 1
+    print(f"{args.file}: OK (socket {settings.socket}, policy {settings.policy or 'embedded'})")
     return 0
 
 
@@ -102,6 +115,20 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("file", type=Path)
     check.set_defaults(func=_policy_check)
 
+    settings = sub.add_parser("settings", help="work with the daemon's settings file")
+    settings_sub = settings.add_subparsers(dest="settings_command", required=True, metavar="ACTION")
+    settings_check = settings_sub.add_parser(
+        "check",
+        help="validate a settings file; print each problem with its key path and line",
+        description=(
+            "Validate the daemon's settings file (faxmail-milter --settings, faxmail-notify"
+            " --settings). Exit 0 if valid, 1 with one line per problem. faxmail doctor checks"
+            " the whole installation."
+        ),
+    )
+    settings_check.add_argument("file", type=Path)
+    settings_check.set_defaults(func=_settings_check)
+
     dry = sub.add_parser(
         "dry-run",
         help="run the milter's decision on a message file, without Postfix",
@@ -145,6 +172,9 @@ def build_parser() -> argparse.ArgumentParser:
     from faxmail.admin.jobcommands import add_job_commands
 
     add_job_commands(sub)  # jobs, show, cancel, resend, stats
+    from faxmail.admin.doctor import add_doctor_command
+
+    add_doctor_command(sub)
     return parser
 
 

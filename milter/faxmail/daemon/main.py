@@ -4,18 +4,17 @@ from __future__ import annotations
 
 import argparse
 import ctypes
-import grp
 import logging
 import os
 import signal
 import sys
 import threading
-import time
 from pathlib import Path
 
 from faxmail.core.exitcodes import EX_CONFIG
 from faxmail.core.settings import load_settings
 from faxmail.core.yamlfile import ConfigError
+from faxmail.daemon import socketfile
 from faxmail.daemon.runtime import Runtime, build_runtime
 
 log = logging.getLogger("faxmail.daemon")
@@ -28,8 +27,10 @@ allowed by the policy, destination allowed, limits kept. Accepted faxes are rend
 Ghostscript and queued as Asterisk call files before Postfix answers 250; everything else gets
 a specific 4xx/5xx. Mail to other addresses passes untouched.
 
-Wire it into Postfix (main.cf):
-    smtpd_milters = unix:/run/faxmail/milter.sock
+Wire it into Postfix (main.cf; the socket unix:/var/spool/postfix/faxmail/milter.sock as
+Debian's chrooted smtpd and cleanup see it):
+    smtpd_milters = unix:/faxmail/milter.sock
+    non_smtpd_milters = $smtpd_milters
     milter_protocol = 6
     milter_default_action = tempfail
 
@@ -93,24 +94,19 @@ def setup_logging(level: str, log_file: Path | None) -> None:
     root.setLevel(level.upper())
 
 
-def _secure_socket(spec: str, group: str | None) -> None:
-    """A unix socket must not be open to every local user: whoever talks to it could claim a
-    SASL login. Make it 0660 and give it Postfix's group."""
-    if not spec.startswith(("unix:", "local:")):
-        return
-    path = Path(spec.split(":", 1)[1])
-    for _ in range(100):
-        if path.exists():
-            break
-        time.sleep(0.05)
-    if not path.exists():
-        return
-    if group is not None and os.geteuid() == 0:
-        try:
-            os.chown(path, -1, grp.getgrnam(group).gr_gid)
-        except KeyError:
-            log.warning("group %s does not exist; socket %s keeps its group", group, path)
-    os.chmod(path, 0o660)
+def _secure_socket(path: Path, group: str | None) -> None:
+    if not socketfile.wait_for(path):
+        return  # libmilter failed to listen: its thread reports why
+    socketfile.secure(path, group)
+    if group is not None and not socketfile.enterable_by_group(path.parent, group):
+        log.warning(
+            "group %s cannot enter %s: Postfix will get 'Permission denied' on %s; "
+            "make every directory above it enterable by %s",
+            group,
+            path.parent,
+            path,
+            group,
+        )
 
 
 def serve(runtime: Runtime) -> None:
@@ -130,8 +126,15 @@ def serve(runtime: Runtime) -> None:
     wanted = {signal.SIGHUP, signal.SIGTERM, signal.SIGINT}
     signal.pthread_sigmask(signal.SIG_BLOCK, wanted)
     settings = runtime.settings
-    if settings.socket.startswith(("unix:", "local:")):
-        Path(settings.socket.split(":", 1)[1]).parent.mkdir(parents=True, exist_ok=True)
+    socket_path = socketfile.unix_socket_path(settings.socket)
+    if socket_path is not None:
+        try:
+            socketfile.refuse_if_served(socket_path)
+            socketfile.prepare_directory(socket_path, settings.socket_group)
+        except (socketfile.SocketSetupError, OSError) as exc:
+            runtime.close()
+            print(f"faxmail-milter: cannot serve on {settings.socket}: {exc}", file=sys.stderr)
+            raise SystemExit(EX_CONFIG) from None
     failure: list[Exception] = []
 
     def run() -> None:
@@ -144,8 +147,14 @@ def serve(runtime: Runtime) -> None:
 
     thread = threading.Thread(target=run, name="libmilter", daemon=True)
     thread.start()
-    _secure_socket(settings.socket, settings.socket_group)
-    log.info("listening on %s; policy %s", settings.socket, runtime.policies.source)
+    if socket_path is not None:
+        try:
+            _secure_socket(socket_path, settings.socket_group)
+        except socketfile.SocketSetupError as exc:
+            failure.append(exc)
+            os.kill(os.getpid(), signal.SIGTERM)
+    if not failure:
+        log.info("listening on %s; policy %s", settings.socket, runtime.policies.source)
     while True:
         received = signal.sigwait(wanted)
         if received == signal.SIGHUP:
@@ -161,7 +170,8 @@ def serve(runtime: Runtime) -> None:
     runtime.close()
     log.info("callbacks since start: %s", COUNTERS)
     if failure:
-        raise SystemExit(f"faxmail-milter: cannot serve on {settings.socket}: {failure[0]}")
+        print(f"faxmail-milter: cannot serve on {settings.socket}: {failure[0]}", file=sys.stderr)
+        raise SystemExit(EX_CONFIG if isinstance(failure[0], socketfile.SocketSetupError) else 1)
     log.info("stopped")
 
 
