@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from faxmail.asterisk.spool import Spool
 from faxmail.core.policy import Policy
 from faxmail.core.settings import Settings, load_settings
 from faxmail.core.yamlfile import ConfigError, load_yaml
@@ -153,14 +154,15 @@ def _writable_folder(folder: Path) -> Callable[[], str | None]:
 def check_spool(install: Install) -> Iterator[Finding]:
     assert install.settings is not None
     ast = install.settings.asterisk
+    spool = Spool.from_settings(ast)
     user = install.daemon_user
     owner = user or "the daemon's user"
     # Asterisk writes outgoing_done/ beside outgoing/: the spool itself must be its user's too.
     folders = [
         ast.spool_dir,
-        ast.outgoing,
-        ast.staging,
-        ast.faxes,
+        spool.outgoing,
+        spool.staging,
+        spool.faxes,
         install.settings.notify.inbox_dir,
     ]
     bad = False
@@ -176,11 +178,11 @@ def check_spool(install: Install) -> Iterator[Finding]:
             )
     if bad:
         return
-    if ast.staging.stat().st_dev != ast.outgoing.stat().st_dev:
+    if spool.staging.stat().st_dev != spool.outgoing.stat().st_dev:
         yield Finding(
             "spool",
             False,
-            f"{ast.staging} and {ast.outgoing} are on different filesystems: the rename "
+            f"{spool.staging} and {spool.outgoing} are on different filesystems: the rename "
             "into outgoing/ would not be atomic; keep both under asterisk.spool_dir",
         )
         return
