@@ -17,7 +17,7 @@ Until the dispatcher is merged these tests fail the way issue 17 describes (ever
 is a call file at once, so the calls collide): they are marked xfail, not strict, so the suite
 stays green; the lead removes the mark when the dispatcher lands. With it, the four take
 about 6 minutes in all (single-page faxes of about 15 s on the line, one after another where
-the line demands it); failing as today, about 3 minutes. Run only these:
+the line demands it); failing as today, about 2 minutes. Run only these:
 ``.venv/bin/pytest -q tests/test_e2e_queue.py``.
 """
 
