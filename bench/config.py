@@ -26,6 +26,9 @@ class Config:
     legibility_rounds: int = 3
     # 6. inbound conversion
     inbound_rounds: int = 3
+    # 7. the outbound queue: faxes mailed at once per run (about 15 s on the line each), rounds
+    queue_faxes: int = 10
+    queue_rounds: int = 2
 
 
 DEFAULT = Config()
@@ -39,4 +42,6 @@ QUICK = Config(
     concurrency_rounds=1,
     legibility_rounds=1,
     inbound_rounds=1,
+    queue_faxes=4,
+    queue_rounds=1,
 )

@@ -1,7 +1,7 @@
 """The parts every benchmark runs against, built from the test infrastructure (tests/infra).
 
 A :class:`Lab` owns a work directory, the test dnsmasq serving the DKIM keys, and whatever
-milters and Postfix instances a benchmark starts; closing it stops them all.
+milters, Postfix instances and Asterisks a benchmark starts; closing it stops them all.
 """
 
 from __future__ import annotations
@@ -10,12 +10,15 @@ import contextlib
 import shutil
 import sys
 import tempfile
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from infra.asterisk import AsteriskInstance
 from infra.dkimkeys import Signer, default_signers, dns_records
 from infra.dns import DnsServer
+from infra.gateway import asterisk_chroot
 from infra.milterproc import MilterProcess, faxmail_milter, passmilter
 from infra.postfix import DEFAULT_DOMAINS, PostfixInstance
 
@@ -63,6 +66,10 @@ class Lab:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+    def on_close(self, stop: Callable[[], None]) -> None:
+        """Call ``stop`` when the lab closes (before what was started earlier)."""
+        self._stack.callback(stop)
 
     def subdir(self, name: str) -> Path:
         path = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=self.dir))
@@ -132,6 +139,37 @@ class Lab:
         proc.start()
         self._stack.callback(proc.stop)
         return proc
+
+    # ------------------------------------------------------------------ Asterisk
+
+    def asterisk(
+        self,
+        config_dir: Path | None = None,
+        *,
+        files: Mapping[str, str] | None = None,
+        spool_dir: Path | None = None,
+        binds: Iterable[Path] = (),
+        ro_binds: Iterable[Path] = (),
+        env: Mapping[str, str] | None = None,
+        extra_modules: Iterable[str] = (),
+        **template_values: object,
+    ) -> AsteriskInstance:
+        """An Asterisk 22 in its own overlay of the test chroot, as tests/conftest.py's
+        ``start_asterisk`` starts one (the chroot is built on first use)."""
+        ast = AsteriskInstance(
+            asterisk_chroot(),
+            config_dir,
+            files=files,
+            template_values=template_values,
+            spool_dir=spool_dir,
+            binds=binds,
+            ro_binds=ro_binds,
+            env=env,
+            extra_modules=extra_modules,
+        )
+        self._stack.callback(ast.stop)
+        ast.start()
+        return ast
 
     # ------------------------------------------------------------------ Postfix
 
