@@ -4,7 +4,8 @@ Facts this module is built on (measured with gs 10.00; tests/test_render.py and
 tests/test_hostile.py hold them):
 - Ghostscript's exit code lies on bad input; its messages do not. It runs without -q and every
   line it prints is checked against what good files print (banner, "Processing pages",
-  "Page N", font loading); anything else refuses the document with that line as the reason.
+  "Page N", font loading); anything else refuses the document with that line as the reason,
+  except the few warnings about how a valid file's content is written (_TOLERATED_WARNINGS).
 - It runs as a subprocess per fax (a crash or hang in libgs must not take the daemon down), in
   its own process group (killed as a whole on timeout and on shutdown), with an empty private
   TMPDIR (-dSAFER still allows file access under TMPDIR), CPU/memory limits, and a wall-clock
@@ -54,6 +55,20 @@ _NORMAL_OUTPUT = re.compile(
             r"",
         ]
     )
+)
+# gs's closing summary: warnings about how a content stream is written, which gs (and every
+# viewer) draws through, are tolerated; any other warning in it still refuses the document.
+_SUMMARY = "The following warnings were encountered at least once while processing this file:"
+_TOLERATED_WARNINGS = {
+    # an ExtGState (a soft mask) set inside BT/ET; text shown in a form's generated appearance
+    "invalid operator used in text block",
+    "text operator outside text block",
+}
+_SUMMARY_NOTICE = re.compile(
+    r"\*\*\*\* (This file had errors that were repaired or ignored\."
+    r"|Please notify the author of the software that produced this"
+    r"|file that it does not conform to Adobe's published PDF"
+    r"|specification\.)"
 )
 # "GPL Ghostscript 10.00.0: " alone on a line prefixes the message on the next line.
 _MESSAGE_PREFIX = re.compile(r"GPL Ghostscript [\d.]+:\s*")
@@ -238,6 +253,7 @@ def _watch(
     fd = proc.stdout.fileno()
     pending = b""
     prefix_seen = False  # "GPL Ghostscript 10.00.0:" alone: the message follows
+    in_summary = False  # inside gs's closing list of warnings for the current file
     with selectors.DefaultSelector() as selector:
         selector.register(fd, selectors.EVENT_READ)
         while True:
@@ -259,6 +275,16 @@ def _watch(
                 text = raw[:_LINE_LIMIT].decode("utf-8", "replace").rstrip("\r").strip()
                 if text.startswith(marker):
                     outcome.document = _int(text[len(marker) :], outcome.document)
+                    in_summary = False
+                elif text == _SUMMARY and _TOLERATED_WARNINGS:
+                    in_summary = True
+                elif in_summary and (
+                    text in _TOLERATED_WARNINGS or _SUMMARY_NOTICE.fullmatch(text)
+                ):
+                    continue
+                elif in_summary and text:
+                    outcome.problem = _SUMMARY  # as before: the summary's first line says it
+                    return outcome
                 elif _NORMAL_OUTPUT.fullmatch(text):
                     continue
                 elif _MESSAGE_PREFIX.fullmatch(text):

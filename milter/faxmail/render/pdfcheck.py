@@ -55,6 +55,24 @@ def check_pdf(doc: Document, max_pages: int) -> int:
     return pages
 
 
+def normalise_pdf(doc: Document, output: Path) -> Path:
+    """`doc` with every page's /Rotate applied to its content: `output`, or `doc.path` as it is.
+
+    gs 10's -dPDFFitPage turns a `/Rotate 90` or `/Rotate 180` page upside down (measured; it is
+    what img2pdf writes for a photo taken upright, EXIF 6); once the rotation is in the content
+    (the MediaBox turns with it), the landscape rule (ghostscript.py) sees the page as a viewer
+    shows it. Stream data is copied, never decoded: about 5 ms for a page of text or a scan,
+    and a decompression bomb costs nothing here (`--generate-appearances` would decode: 137 s
+    for the hostile 16 GiB bomb; gs draws fields without appearances by itself). A file qpdf
+    cannot rewrite cleanly goes to gs as it is: check_pdf refuses it for the same reason as
+    before, or gs does.
+    """
+    path = doc.path.absolute()  # absolute: a name can never be taken for an option
+    argv = ["qpdf", "--stream-data=preserve", "--flatten-rotation", "--", str(path)]
+    rc, _, _ = _run([*argv, str(output.absolute())], QPDF_TIMEOUT_S)
+    return output if rc == 0 else path
+
+
 def require_pdf_header(doc: Document) -> None:
     """The file must *start* with %PDF-.
 
