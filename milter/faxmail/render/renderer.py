@@ -1,7 +1,8 @@
 """Documents → one multi-page fax TIFF (G4, 1728 px wide): the steps and their limits.
 
-Images are vetted by their headers and made PDF pages (images.py), PDFs by their first bytes,
-then all are rendered in one sandboxed Ghostscript run (ghostscript.py) while qpdf vets the
+Images are vetted by their headers and made PDF pages (images.py), PDFs by their first bytes;
+each is normalised by qpdf (pdfcheck.normalise_pdf: form appearances, /Rotate), then all are
+rendered in one sandboxed Ghostscript run (ghostscript.py) while qpdf vets the
 PDFs (pdfcheck.py: encrypted, damaged, page count) alongside; a refusal there stops gs. A slot
 semaphore bounds the Ghostscript runs at a time; a fax that gets no slot in time is refused for
 now.
@@ -28,7 +29,7 @@ from faxmail.core.replies import LOCAL_ERROR, RENDERER_BUSY, TOO_MANY_PAGES, Ref
 from faxmail.render import ghostscript
 from faxmail.render.images import image_pages, image_pdf
 from faxmail.render.options import PAGE_POINTS, RenderOptions
-from faxmail.render.pdfcheck import check_pdf, require_pdf_header
+from faxmail.render.pdfcheck import check_pdf, normalise_pdf, require_pdf_header
 from faxmail.render.tiffcheck import validate_fax_tiff
 
 log = logging.getLogger("faxmail.render")
@@ -124,10 +125,7 @@ class Renderer:
             raise Refusal(RENDERER_BUSY)
         scratch = Path(tempfile.mkdtemp(prefix=".render-", dir=workdir))
         try:
-            inputs = [
-                doc.path.absolute() if doc.kind == "pdf" else self._image_pdf(doc, scratch, n)
-                for n, doc in enumerate(documents, 1)
-            ]
+            inputs = [self._input_pdf(doc, scratch, n) for n, doc in enumerate(documents, 1)]
             partial = scratch / "fax.tif.partial"
             running = ghostscript.start(options, inputs, partial, scratch, self._shared.processes)
             try:
@@ -185,9 +183,13 @@ class Renderer:
             return False
         return True
 
-    def _image_pdf(self, doc: Document, scratch: Path, number: int) -> Path:
-        page_points = PAGE_POINTS[self.options.paper]
-        return image_pdf(doc, page_points, scratch / f"image-{number:02d}.pdf")
+    def _input_pdf(self, doc: Document, scratch: Path, number: int) -> Path:
+        """The PDF gs renders for `doc`: normalised (forms, /Rotate), images made pages first."""
+        if doc.kind != "pdf":
+            page_points = PAGE_POINTS[self.options.paper]
+            made = image_pdf(doc, page_points, scratch / f"image-{number:02d}.pdf")
+            doc = Document("pdf", made, doc.label)
+        return normalise_pdf(doc, scratch / f"input-{number:02d}.pdf")
 
 
 def _check_page_limit(pages: int, limit: int) -> None:
