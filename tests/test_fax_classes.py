@@ -118,3 +118,46 @@ def test_landscape_pages_follow_the_same_rule_as_landscape_photos(
     assert marks(page) == TURNED
     (turned,) = fax_pages(doc("pdf", office.rotated_page_pdf(0)), tmp_path)
     assert marks(turned) == UPRIGHT
+
+
+# --- 5. grey paper: levels per page ---------------------------------------------------
+
+
+@pytest.mark.parametrize("paper", [215, 165, 130])
+def test_grey_paper_becomes_white_and_its_text_stays_black(
+    doc: MakeDoc, tmp_path: Path, paper: int
+) -> None:
+    """Lighter and darker than the fixed 0.8 whitening (204): no dot screen either way."""
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    document = doc("pdf", office.grey_paper_scan_pdf(paper))
+    fax = Renderer(RenderOptions()).render([document], workdir)
+    assert fax.size < 40_000  # a dot screen was 212 kB
+    (page,) = fax_pages(document, tmp_path)
+    margin = page.crop((1300, 100, 1650, 2200))  # the paper right of the text
+    assert black_share(margin) < 0.001
+    assert black_share(page) > 0.01  # the letter is there
+
+
+# --- 6. light and grey text -----------------------------------------------------------
+
+
+def test_light_text_and_rules_stay_solid(doc: MakeDoc, tmp_path: Path) -> None:
+    """60 % grey text, black at 50 % opacity, 50 % grey rules: solid strokes, no dot screen;
+    the 75 % grey cell behind the table becomes white."""
+    (page,) = fax_pages(doc("pdf", office.light_text_pdf()), tmp_path)
+    screened = fax_pages(
+        doc("pdf", office.light_text_pdf()),
+        tmp_path,
+        RenderOptions(whiten_threshold=None, blacken_threshold=None),
+    )[0]
+    # A solid stroke has few black-white transitions per black pixel; a screen many.
+    assert _transitions_per_black(page) < 0.5 * _transitions_per_black(screened)
+    cell = page.crop((250, 1200, 1450, 1450))  # inside the shaded cell, right of the text
+    assert black_share(cell) < 0.1
+
+
+def _transitions_per_black(page: Image.Image) -> float:
+    shifted = ImageChops.offset(page, 1, 0)
+    edges = ImageChops.difference(page, shifted).histogram()[255]
+    return edges / max(1, page.histogram()[0])

@@ -135,9 +135,9 @@ def light_text_pdf() -> bytes:
     """9 pt text in 60 % grey, black text at 50 % fill opacity, a grey-shaded table, 50 % rules."""
     grey = _text_lines(LINES[:12], top=800, size=9).replace(b"BT", b"0.4 g BT", 1)
     faded = _text_lines(LINES[12:22], top=620, size=11).replace(b"BT", b"/GSA gs 0 g BT", 1)
-    table = [b"q 0.75 g 40 280 515 150 re f Q"]
-    for row in range(10):
-        table.append(b"q 0.5 G 0.25 w 40 %d m 555 %d l S Q" % (280 + row * 15, 280 + row * 15))
+    table = [b"q 0.75 g 40 300 515 135 re f Q"]
+    for row in range(11):  # between the rows of text below (10 pt, 12 pt apart)
+        table.append(b"q 0.5 G 0.25 w 40 %d m 555 %d l S Q" % (430 - row * 12, 430 - row * 12))
     rows = [f"Item {r:02d}   Widget type {r}   {r * 3} pcs   {r * 7.5:.2f} EUR" for r in range(10)]
     content = grey + b"\nq " + faded + b" Q\n" + b"\n".join(table) + b"\n"
     content += _text_lines(rows, top=420, size=10)

@@ -132,7 +132,9 @@ def start(
     gs_tmp = scratch / "tmp"
     gs_tmp.mkdir()
     marker = f"@@faxmail-{secrets.token_hex(6)}"
-    argv = _gs_arguments(options, output) + _transfer_arguments(options)
+    argv = _gs_arguments(options, output)
+    if not options.grey_pages:  # adaptive binarisation finds each page's levels instead
+        argv += _transfer_arguments(options)
     for number, path in enumerate(inputs):
         # a line before each file tells which document later messages are about
         argv += ["-c", f"({marker} {number}\\n) print flush", "-f", str(path)]
@@ -199,8 +201,12 @@ def _gs_arguments(options: RenderOptions, output: Path) -> list[str]:
         "-dPDFFitPage",  # scale any page size to the paper, rotate landscape pages
         "-sstdout=%stderr",  # one stream: messages stay in order with our markers
         f"-r204x{y_dpi}",
-        "-sOutputFile=" + str(output).replace("%", "%%"),
     ]
+    if options.grey_pages:
+        # `output` is a directory: one grey page file each, binarised by binarise.py
+        pattern = str(output).replace("%", "%%") + "/page-%05d.pgm"
+        return [*argv, "-sOutputFile=" + pattern, "-sDEVICE=pgmraw", f"-sPAPERSIZE={options.paper}"]
+    argv.append("-sOutputFile=" + str(output).replace("%", "%%"))
     if options.photo:
         height = _HEIGHTS[(options.paper, options.resolution)]
         # error diffusion; -dMaxStripSize=0: one strip per page (4-row strips grow G4 1.7 times)

@@ -3,7 +3,9 @@
 Images are vetted by their headers and made PDF pages (images.py), PDFs by their first bytes;
 each is normalised by qpdf (pdfcheck.normalise_pdf: form appearances, /Rotate), then all are
 rendered in one sandboxed Ghostscript run (ghostscript.py) while qpdf vets the
-PDFs (pdfcheck.py: encrypted, damaged, page count) alongside; a refusal there stops gs. A slot
+PDFs (pdfcheck.py: encrypted, damaged, page count) alongside; a refusal there stops gs.
+gs renders grey pages that binarise.py turns into fax bits with each page's own levels (or,
+with fixed thresholds or in photo mode, fax bits itself). A slot
 semaphore bounds the Ghostscript runs at a time; a fax that gets no slot in time is refused for
 now.
 Output goes to a temporary name and is renamed only after `validate_fax_tiff`: a killed gs
@@ -27,6 +29,7 @@ from pathlib import Path
 from faxmail.core.documents import Document
 from faxmail.core.replies import LOCAL_ERROR, RENDERER_BUSY, TOO_MANY_PAGES, Refusal
 from faxmail.render import ghostscript
+from faxmail.render.binarise import write_fax_tiff
 from faxmail.render.images import image_pages, image_pdf
 from faxmail.render.options import PAGE_POINTS, RenderOptions
 from faxmail.render.pdfcheck import check_pdf, normalise_pdf, require_pdf_header
@@ -127,7 +130,10 @@ class Renderer:
         try:
             inputs = [self._input_pdf(doc, scratch, n) for n, doc in enumerate(documents, 1)]
             partial = scratch / "fax.tif.partial"
-            running = ghostscript.start(options, inputs, partial, scratch, self._shared.processes)
+            rendered = scratch / "pages" if options.grey_pages else partial
+            if options.grey_pages:
+                rendered.mkdir()
+            running = ghostscript.start(options, inputs, rendered, scratch, self._shared.processes)
             try:
                 # qpdf vets the PDFs while gs renders them (a fax's fixed cost halves); a
                 # refusal stops gs, and gs's time limit waits for the page count.
@@ -147,7 +153,10 @@ class Renderer:
                     log.error("Ghostscript fails on a blank test page: %s", refusal.reply)
                     raise Refusal(LOCAL_ERROR) from None
                 raise
-            if options.photo:
+            if options.grey_pages:
+                y_dpi = 196 if options.resolution == "fine" else 98
+                write_fax_tiff(sorted(rendered.glob("page-*.pgm")), partial, y_dpi)
+            elif options.photo:
                 partial = _min_is_white(partial, scratch / "fax-white.tif.partial")
             validate_fax_tiff(partial, total)
             final = workdir / FAX_NAME
@@ -168,7 +177,10 @@ class Renderer:
         blank = check / "blank.pdf"
         blank.write_bytes(BLANK_PDF)
         # Its own limit, not the admin's: a tight render limit must not make gs look broken.
-        options = replace(self.options, timeout_base_s=GS_CHECK_TIMEOUT_S, timeout_per_page_s=0)
+        # (fax bits straight from gs: the check needs no binarisation step)
+        options = replace(
+            self.options, timeout_base_s=GS_CHECK_TIMEOUT_S, timeout_per_page_s=0, adaptive=False
+        )
         try:
             ghostscript.run(
                 options,
