@@ -14,6 +14,7 @@ import pytest
 from PIL import Image, ImageChops, ImageSequence
 
 from faxmail.core.documents import Document, DocumentKind
+from faxmail.core.replies import Refusal
 from faxmail.render.options import RenderOptions
 from faxmail.render.renderer import Renderer
 from infra import office_documents as office
@@ -88,6 +89,18 @@ def test_form_without_appearances_is_faxed_with_its_values(doc: MakeDoc, tmp_pat
 def test_soft_masked_text_is_faxed(doc: MakeDoc, tmp_path: Path) -> None:
     (page,) = fax_pages(doc("pdf", office.soft_masked_text_pdf()), tmp_path)
     assert black_share(page) > 0.01
+
+
+def test_a_tolerated_warning_with_nothing_drawn_is_still_refused(
+    doc: MakeDoc, tmp_path: Path
+) -> None:
+    """gs warned and drew nothing: judged by the outcome, the document is not faxed."""
+    document = doc("pdf", office.soft_masked_text_pdf(text=False))
+    with pytest.raises(Refusal) as info:
+        fax_pages(document, tmp_path)
+    assert info.value.reply.code == "550"
+    assert "invalid operator used in text block" in str(info.value)
+    assert document.label in str(info.value)
 
 
 # --- 3. and 4. orientation: EXIF, /Rotate, one landscape rule -------------------------

@@ -38,15 +38,18 @@ def form_without_appearances_pdf() -> bytes:
     return build_pdf([page], extra, catalog=b"/AcroForm 71 0 R ")
 
 
-def soft_masked_text_pdf() -> bytes:
-    """Valid PDF: text under a luminosity soft mask (an ExtGState set inside the text block)."""
+def soft_masked_text_pdf(text: bool = True) -> bytes:
+    """Valid PDF: text under a luminosity soft mask (an ExtGState set inside the text block).
+
+    text=False: the text block sets the soft mask and shows a space (gs warns, draws nothing).
+    """
     group = b"<< /Type /XObject /Subtype /Form /BBox [0 0 595 842] /Group << /S /Transparency"
     mask_form = stream(group + b" /CS /DeviceGray >> >>", b"1 g 0 0 595 842 re f")
     extra = {
         80: mask_form,
         81: b"<< /Type /ExtGState /SMask << /Type /Mask /S /Luminosity /G 80 0 R >> >>",
     }
-    lines = _text_lines(LINES, top=780).replace(b"Td", b"Td /GS1 gs", 1)
+    lines = _text_lines(LINES if text else [" "], top=780).replace(b"Td", b"Td /GS1 gs", 1)
     return build_pdf([Page(lines, resources=b"/ExtGState << /GS1 81 0 R >>")], extra)
 
 

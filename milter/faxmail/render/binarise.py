@@ -148,13 +148,17 @@ def to_fax_width(bits: Image.Image) -> Image.Image:
     return bits if bits.width == FAX_WIDTH else bits.crop((0, 0, FAX_WIDTH, bits.height))
 
 
-def write_fax_tiff(pages: Sequence[Path], output: Path, y_dpi: int) -> None:
-    """The grey page files, in order, as one G4 TIFF `output` (each file removed once read)."""
+def write_fax_tiff(pages: Sequence[Path], output: Path, y_dpi: int) -> list[int]:
+    """The grey page files, in order, as one G4 TIFF `output` (each file removed once read).
+
+    Returns the ink pixels of each page (0: a blank page)."""
+    inks = []
     with open(output, "w+b") as handle, TiffImagePlugin.AppendingTiffWriter(handle) as tiff:
         for path in pages:
             with Image.open(path) as grey:
                 bits = to_fax_width(binarise(grey if grey.mode == "L" else grey.convert("L")))
             path.unlink()
+            inks.append(bits.histogram()[255])
             stride = (bits.width + 7) // 8
             bits.save(
                 tiff,
@@ -165,6 +169,7 @@ def write_fax_tiff(pages: Sequence[Path], output: Path, y_dpi: int) -> None:
             )
             tiff.newFrame()
     _label_min_is_white(output)
+    return inks
 
 
 def _label_min_is_white(path: Path) -> None:

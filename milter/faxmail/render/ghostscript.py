@@ -5,7 +5,7 @@ tests/test_hostile.py hold them):
 - Ghostscript's exit code lies on bad input; its messages do not. It runs without -q and every
   line it prints is checked against what good files print (banner, "Processing pages",
   "Page N", font loading); anything else refuses the document with that line as the reason,
-  except the few warnings about how a valid file's content is written (_TOLERATED_WARNINGS).
+  except the few warnings about how a valid file's content is written (TOLERATED_WARNINGS).
 - It runs as a subprocess per fax (a crash or hang in libgs must not take the daemon down), in
   its own process group (killed as a whole on timeout and on shutdown), with an empty private
   TMPDIR (-dSAFER still allows file access under TMPDIR), CPU/memory limits, and a wall-clock
@@ -15,7 +15,6 @@ tests/test_hostile.py hold them):
 from __future__ import annotations
 
 import os
-import re
 import secrets
 import select
 import selectors
@@ -24,12 +23,19 @@ import subprocess
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from faxmail.core.documents import Document
 from faxmail.core.processes import kill_group, limited_command, short_reason
 from faxmail.core.replies import DOCUMENT_DAMAGED, LOCAL_ERROR, RENDER_TOO_SLOW, Refusal
+from faxmail.render.gsoutput import (
+    MESSAGE_PREFIX,
+    NORMAL_OUTPUT,
+    SUMMARY,
+    SUMMARY_NOTICE,
+    TOLERATED_WARNINGS,
+)
 from faxmail.render.options import RenderOptions
 
 # Page heights in pixels at 196 / 98 lines per inch; the fax devices snap the width to 1728 by
@@ -37,41 +43,6 @@ from faxmail.render.options import RenderOptions
 _HEIGHTS = {("a4", "fine"): 2292, ("a4", "standard"): 1146, ("letter", "fine"): 2156,
             ("letter", "standard"): 1078}  # fmt: skip
 _LINE_LIMIT = 4096  # a longer line without a newline is cut and judged by its start
-
-# Everything Ghostscript prints for a good file (gs 10, PDF interpreter, with fonts-ipafont).
-_NORMAL_OUTPUT = re.compile(
-    r"|".join(
-        [
-            r"GPL Ghostscript \d+\.\d+(\.\d+)? \(\d{4}-\d\d-\d\d\)",
-            r"Copyright \(C\) \d{4} Artifex Software, Inc\.  All rights reserved\.",
-            r"This software is supplied under the GNU AGPLv3 and comes with NO WARRANTY:",
-            r"see the file COPYING for details\.",
-            r"Processing pages \d+ through \d+\.",
-            r"Page \d+",
-            # a font the PDF names but does not embed, and the file gs substitutes
-            r"Loading (font|CIDFont) .+ \(or substitute\) from /\S.*",
-            r"Loading \S+ font from /\S.*\.\.\. [\d ]*done\.",
-            r"Querying operating system for font files\.\.\.",
-            r"",
-        ]
-    )
-)
-# gs's closing summary: warnings about how a content stream is written, which gs (and every
-# viewer) draws through, are tolerated; any other warning in it still refuses the document.
-_SUMMARY = "The following warnings were encountered at least once while processing this file:"
-_TOLERATED_WARNINGS = {
-    # an ExtGState (a soft mask) set inside BT/ET; text shown in a form's generated appearance
-    "invalid operator used in text block",
-    "text operator outside text block",
-}
-_SUMMARY_NOTICE = re.compile(
-    r"\*\*\*\* (This file had errors that were repaired or ignored\."
-    r"|Please notify the author of the software that produced this"
-    r"|file that it does not conform to Adobe's published PDF"
-    r"|specification\.)"
-)
-# "GPL Ghostscript 10.00.0: " alone on a line prefixes the message on the next line.
-_MESSAGE_PREFIX = re.compile(r"GPL Ghostscript [\d.]+:\s*")
 
 
 class Processes:
@@ -163,8 +134,12 @@ def start(
 
 def finish(
     running: Running, options: RenderOptions, documents: Sequence[Document], pages: int
-) -> None:
-    """Watch the run to its end, `pages` setting its time limit (counted from its start)."""
+) -> dict[int, str]:
+    """Watch the run to its end, `pages` setting its time limit (counted from its start).
+
+    Returns the documents (by index) for which gs gave a tolerated warning, and the warning:
+    the caller checks that their pages are not blank.
+    """
     timeout = options.timeout_base_s + options.timeout_per_page_s * pages
     processes = running.processes
     try:
@@ -174,6 +149,7 @@ def finish(
     if processes.stopped:
         raise Refusal(LOCAL_ERROR)
     _judge(outcome, running.proc.returncode, documents, timeout, pages)
+    return outcome.tolerated
 
 
 def abandon(running: Running) -> None:
@@ -245,6 +221,8 @@ class _Outcome:
     timed_out: bool = False
     problem: str | None = None  # the first line a good file would not print
     document: int = 0  # index of the document gs was working on
+    # document index → the first warning tolerated for it (TOLERATED_WARNINGS)
+    tolerated: dict[int, str] = field(default_factory=dict)
 
 
 def _watch(
@@ -282,21 +260,21 @@ def _watch(
                 if text.startswith(marker):
                     outcome.document = _int(text[len(marker) :], outcome.document)
                     in_summary = False
-                elif text == _SUMMARY and _TOLERATED_WARNINGS:
+                elif text == SUMMARY and TOLERATED_WARNINGS:
                     in_summary = True
-                elif in_summary and (
-                    text in _TOLERATED_WARNINGS or _SUMMARY_NOTICE.fullmatch(text)
-                ):
+                elif in_summary and text in TOLERATED_WARNINGS:
+                    outcome.tolerated.setdefault(outcome.document, text)
+                elif in_summary and SUMMARY_NOTICE.fullmatch(text):
                     continue
                 elif in_summary and text:
-                    outcome.problem = _SUMMARY  # as before: the summary's first line says it
+                    outcome.problem = SUMMARY  # as before: the summary's first line says it
                     return outcome
-                elif _NORMAL_OUTPUT.fullmatch(text):
+                elif NORMAL_OUTPUT.fullmatch(text):
                     continue
-                elif _MESSAGE_PREFIX.fullmatch(text):
+                elif MESSAGE_PREFIX.fullmatch(text):
                     prefix_seen = True
                 else:
-                    outcome.problem = _MESSAGE_PREFIX.sub("", text)
+                    outcome.problem = MESSAGE_PREFIX.sub("", text)
                     return outcome
     if pending.strip():
         outcome.problem = pending[:_LINE_LIMIT].decode("utf-8", "replace").strip()

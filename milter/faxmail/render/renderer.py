@@ -27,7 +27,13 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from faxmail.core.documents import Document
-from faxmail.core.replies import LOCAL_ERROR, RENDERER_BUSY, TOO_MANY_PAGES, Refusal
+from faxmail.core.replies import (
+    DOCUMENT_DAMAGED,
+    LOCAL_ERROR,
+    RENDERER_BUSY,
+    TOO_MANY_PAGES,
+    Refusal,
+)
 from faxmail.render import ghostscript
 from faxmail.render.binarise import write_fax_tiff
 from faxmail.render.images import image_pages, image_pdf
@@ -146,7 +152,7 @@ class Renderer:
                 ghostscript.abandon(running)
                 raise
             try:
-                ghostscript.finish(running, options, documents, total)
+                warned = ghostscript.finish(running, options, documents, total)
             except Refusal as refusal:
                 if refusal.reply.code.startswith("5") and not self._ghostscript_works(scratch):
                     # gs fails on a blank page too: our fault, not the document's (retry later)
@@ -155,7 +161,10 @@ class Renderer:
                 raise
             if options.grey_pages:
                 y_dpi = 196 if options.resolution == "fine" else 98
-                write_fax_tiff(sorted(rendered.glob("page-*.pgm")), partial, y_dpi)
+                inks = write_fax_tiff(sorted(rendered.glob("page-*.pgm")), partial, y_dpi)
+                _check_not_blank(
+                    documents, [counts[n] for n in range(len(documents))], inks, warned
+                )
             elif options.photo:
                 partial = _min_is_white(partial, scratch / "fax-white.tif.partial")
             validate_fax_tiff(partial, total)
@@ -207,6 +216,19 @@ class Renderer:
 def _check_page_limit(pages: int, limit: int) -> None:
     if pages > limit:
         raise Refusal(TOO_MANY_PAGES.format(pages=pages, limit=limit))
+
+
+def _check_not_blank(
+    documents: Sequence[Document], pages: list[int], inks: list[int], warned: dict[int, str]
+) -> None:
+    """A document gs warned about (and rendered anyway) must not come out blank: then gs drew
+    nothing of it, and the warning was the reason (DOCUMENT_DAMAGED, naming it)."""
+    first = 0
+    for number, doc in enumerate(documents):
+        last = first + pages[number]
+        if number in warned and not any(inks[first:last]):
+            raise Refusal(DOCUMENT_DAMAGED.format(name=doc.label, why=warned[number]))
+        first = last
 
 
 def _min_is_white(source: Path, target: Path) -> Path:
