@@ -29,6 +29,7 @@ from pathlib import Path
 from faxmail.core.documents import Document
 from faxmail.core.processes import kill_group, limited_command, short_reason
 from faxmail.core.replies import DOCUMENT_DAMAGED, LOCAL_ERROR, RENDER_TOO_SLOW, Refusal
+from faxmail.render.binarise import INK_SHARE
 from faxmail.render.gsoutput import (
     MESSAGE_PREFIX,
     NORMAL_OUTPUT,
@@ -97,15 +98,16 @@ def start(
     output: Path,
     scratch: Path,
     processes: Processes,
+    grey: bool = False,
 ) -> Running:
-    """Start rendering; the page count (and so the time limit) may be known only later."""
+    """Start rendering; the page count (and so the time limit) may be known only later.
+
+    grey: `output` is a directory for grey page files, made fax bits by binarise.py."""
     started = time.monotonic()
     gs_tmp = scratch / "tmp"
     gs_tmp.mkdir()
     marker = f"@@faxmail-{secrets.token_hex(6)}"
-    argv = _gs_arguments(options, output)
-    if not options.grey_pages:  # adaptive binarisation finds each page's levels instead
-        argv += _transfer_arguments(options)
+    argv = _gs_arguments(options, output, grey) + _transfer_arguments(options, grey)
     for number, path in enumerate(inputs):
         # a line before each file tells which document later messages are about
         argv += ["-c", f"({marker} {number}\\n) print flush", "-f", str(path)]
@@ -163,7 +165,7 @@ def abandon(running: Running) -> None:
         proc.stdout.close()
 
 
-def _gs_arguments(options: RenderOptions, output: Path) -> list[str]:
+def _gs_arguments(options: RenderOptions, output: Path, grey: bool) -> list[str]:
     y_dpi = 196 if options.resolution == "fine" else 98
     argv = [
         "gs",
@@ -178,7 +180,7 @@ def _gs_arguments(options: RenderOptions, output: Path) -> list[str]:
         "-sstdout=%stderr",  # one stream: messages stay in order with our markers
         f"-r204x{y_dpi}",
     ]
-    if options.grey_pages:
+    if grey:
         # `output` is a directory: one grey page file each, binarised by binarise.py
         pattern = str(output).replace("%", "%%") + "/page-%05d.pgm"
         return [*argv, "-sOutputFile=" + pattern, "-sDEVICE=pgmraw", f"-sPAPERSIZE={options.paper}"]
@@ -199,8 +201,13 @@ def _gs_arguments(options: RenderOptions, output: Path) -> list[str]:
     return argv
 
 
-def _transfer_arguments(options: RenderOptions) -> list[str]:
+def _transfer_arguments(options: RenderOptions, grey: bool) -> list[str]:
     """PostScript run before the documents: the transfer function, if any.
+
+    Adaptive (options.grey_pages) without images: vector pages have white paper and their
+    darkest ink is black, so binarise.py's rule is one threshold, 1 - INK_SHARE: 60 % grey
+    text, black at 50 % opacity, 50 % rules become solid, a 75 % grey cell white (grey=True:
+    none here, binarise.py finds each page's levels).
 
     Whitening maps every grey at or above its threshold to white, blackening every grey at or
     below its threshold to black, and the greys between are stretched: grey paper does not
@@ -208,6 +215,11 @@ def _transfer_arguments(options: RenderOptions) -> list[str]:
     pure text), nor does dark grey ink inside every stroke (OCR of such a scan: 49.7 to 96.6 %).
     It persists across pages and files of one run.
     """
+    if grey:
+        return []
+    if options.grey_pages:
+        cut = f"{1 - INK_SHARE:.4f}"
+        return ["-c", f"{{{cut} gt {{1}} {{0}} ifelse}} settransfer", "-f"]
     white, black = options.whiten_threshold, options.blacken_threshold
     if white is None and black is None:
         return []

@@ -13,9 +13,10 @@ PAGE_POINTS = {"a4": (595.0, 842.0), "letter": (612.0, 792.0)}
 class RenderOptions:
     paper: Literal["a4", "letter"] = "a4"
     resolution: Literal["fine", "standard"] = "fine"  # 204x196 / 204x98
-    # Grey handling. adaptive: each page's own paper and ink levels (binarise.py); otherwise a
-    # fixed transfer turning grey at or above whiten_threshold white, at or below
-    # blacken_threshold black. Both thresholds None: no grey handling (the device's screen).
+    # Grey handling. adaptive: each page's own paper and ink levels (binarise.py) where there
+    # are images, one threshold between paper and ink for vector pages; otherwise a fixed
+    # transfer turning grey at or above whiten_threshold white, at or below blacken_threshold
+    # black. Both thresholds None: no grey handling (the device's screen).
     adaptive: bool = True
     whiten_threshold: float | None = 0.8  # transfer turning light grey to white; None = off
     blacken_threshold: float | None = 0.3  # and dark grey to black; None = off
@@ -28,7 +29,8 @@ class RenderOptions:
 
     @property
     def grey_pages(self) -> bool:
-        """Does gs render grey pages for binarise.py (rather than fax bits itself)?"""
+        """Adaptive grey handling: gs renders grey pages for binarise.py when a document has
+        raster images, else fax bits with one threshold (renderer.py decides per fax)."""
         grey_handling = self.whiten_threshold is not None or self.blacken_threshold is not None
         return self.adaptive and grey_handling and not self.photo
 

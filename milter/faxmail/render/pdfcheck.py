@@ -28,7 +28,7 @@ from faxmail.core.replies import (
 )
 
 QPDF_TIMEOUT_S = 30.0
-_ROTATE_SCAN_LIMIT = 1_000_000  # bytes: a smaller PDF is searched for /Rotate (_may_rotate)
+_SCAN_LIMIT = 1_000_000  # bytes: a smaller PDF is searched for /Rotate, /Image (_mentions)
 # qpdf's exit codes: 0 fine, 2 error, 3 warnings (it repaired something).
 _QPDF_ERROR, _QPDF_WARNINGS = 2, 3
 # Generic first lines of a qpdf complaint; the line after them says what is wrong.
@@ -79,16 +79,26 @@ def normalise_pdf(doc: Document, output: Path) -> Path:
 def _may_rotate(path: Path) -> bool:
     """Can a page of this PDF have /Rotate? Not if the key is nowhere in the file and there
     are no object streams (where page dictionaries could hide compressed): then qpdf's run
-    (5 to 10 ms, in series before gs) is saved. The scan costs about 2 ms per MB (measured),
-    so a larger file goes to qpdf, whose cost does not grow with the file."""
+    (5 to 10 ms, in series before gs) is saved."""
+    return _mentions(path, (b"/Rotate", b"/ObjStm"))
+
+
+def may_have_images(path: Path) -> bool:
+    """Can this PDF draw a raster image (a scan, a photo)? An image XObject is a stream, and
+    no stream lies in an object stream: its /Subtype /Image is in the file's bytes. (A small
+    inline image in a compressed content stream is missed: it is then thresholded as text.)"""
+    return _mentions(path, (b"/Image",))
+
+
+def _mentions(path: Path, tokens: tuple[bytes, ...]) -> bool:
+    """Does the file contain any of `tokens`? True for a file over _SCAN_LIMIT bytes: the scan
+    costs about 2 ms per MB (measured), more than what it could save."""
     try:
         with open(path, "rb") as handle:
-            data = handle.read(_ROTATE_SCAN_LIMIT + 1)
+            data = handle.read(_SCAN_LIMIT + 1)
     except OSError:
         return True  # qpdf (and check_pdf) will say what is wrong
-    if len(data) > _ROTATE_SCAN_LIMIT:
-        return True
-    return data.find(b"/Rotate") >= 0 or data.find(b"/ObjStm") >= 0
+    return len(data) > _SCAN_LIMIT or any(data.find(token) >= 0 for token in tokens)
 
 
 def require_pdf_header(doc: Document) -> None:

@@ -26,6 +26,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from PIL import Image, ImageSequence
+
 from faxmail.core.documents import Document
 from faxmail.core.replies import (
     DOCUMENT_DAMAGED,
@@ -38,7 +40,12 @@ from faxmail.render import ghostscript
 from faxmail.render.binarise import write_fax_tiff
 from faxmail.render.images import image_pages, image_pdf
 from faxmail.render.options import PAGE_POINTS, RenderOptions
-from faxmail.render.pdfcheck import check_pdf, normalise_pdf, require_pdf_header
+from faxmail.render.pdfcheck import (
+    check_pdf,
+    may_have_images,
+    normalise_pdf,
+    require_pdf_header,
+)
 from faxmail.render.tiffcheck import validate_fax_tiff
 
 log = logging.getLogger("faxmail.render")
@@ -136,10 +143,14 @@ class Renderer:
         try:
             inputs = [self._input_pdf(doc, scratch, n) for n, doc in enumerate(documents, 1)]
             partial = scratch / "fax.tif.partial"
-            rendered = scratch / "pages" if options.grey_pages else partial
-            if options.grey_pages:
+            # grey pages only where binarise.py has levels to find: scans, photos
+            grey = options.grey_pages and any(map(may_have_images, inputs))
+            rendered = scratch / "pages" if grey else partial
+            if grey:
                 rendered.mkdir()
-            running = ghostscript.start(options, inputs, rendered, scratch, self._shared.processes)
+            running = ghostscript.start(
+                options, inputs, rendered, scratch, self._shared.processes, grey=grey
+            )
             try:
                 # qpdf vets the PDFs while gs renders them (a fax's fixed cost halves); a
                 # refusal stops gs, and gs's time limit waits for the page count.
@@ -159,14 +170,15 @@ class Renderer:
                     log.error("Ghostscript fails on a blank test page: %s", refusal.reply)
                     raise Refusal(LOCAL_ERROR) from None
                 raise
-            if options.grey_pages:
+            inks: list[int] | None = None
+            if grey:
                 y_dpi = 196 if options.resolution == "fine" else 98
                 inks = write_fax_tiff(sorted(rendered.glob("page-*.pgm")), partial, y_dpi)
-                _check_not_blank(
-                    documents, [counts[n] for n in range(len(documents))], inks, warned
-                )
             elif options.photo:
                 partial = _min_is_white(partial, scratch / "fax-white.tif.partial")
+            if warned:
+                pages = [counts[n] for n in range(len(documents))]
+                _check_not_blank(documents, pages, inks or _page_inks(partial), warned)
             validate_fax_tiff(partial, total)
             final = workdir / FAX_NAME
             os.replace(partial, final)
@@ -229,6 +241,16 @@ def _check_not_blank(
         if number in warned and not any(inks[first:last]):
             raise Refusal(DOCUMENT_DAMAGED.format(name=doc.label, why=warned[number]))
         first = last
+
+
+def _page_inks(tiff: Path) -> list[int]:
+    """The black pixels of each page of our own (min-is-white) fax TIFF; asked only when gs
+    warned, so the decoding (about 5 ms a page) is rare."""
+    try:
+        with Image.open(tiff) as image:
+            return [page.convert("L").histogram()[0] for page in ImageSequence.Iterator(image)]
+    except OSError:  # cut off (ours, not the document's fault): validate_fax_tiff refuses it
+        return [1] * 10_000
 
 
 def _min_is_white(source: Path, target: Path) -> Path:
