@@ -15,7 +15,7 @@ from PIL import Image, ImageDraw
 
 from infra.pdfs import A4, A4_LANDSCAPE, Page, _text_lines, build_pdf, image_xobject, stream
 
-_WORDS = "the quick brown fox jumps over a lazy dog".split()
+_WORDS = ["the", "quick", "brown", "fox", "jumps", "over", "a", "lazy", "dog"]
 # Each line's words rotated: no two lines alike, so OCR sees no false columns between them.
 LINES = [
     f"{i:02d} " + " ".join(_WORDS[i % 9 :] + _WORDS[: i % 9]) + f", {i * 1.25 + 3:.2f} EUR"
