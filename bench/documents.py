@@ -32,6 +32,7 @@ class TestDocument:
     lang: str  # tesseract language
     landscape: bool = False  # a renderer may turn it onto portrait paper: OCR tries turning
     ocr_band: tuple[float, float] | None = None  # OCR only this band (fractions of the height)
+    kind: str = "pdf"  # or "jpeg": `pdf` then holds the image (bench/office.py)
 
 
 def _escape(line: str) -> bytes:

@@ -60,6 +60,7 @@ class Page:
     # number of an object passed to build_pdf in extra_objects
     xobjects: dict[str, bytes | int] = field(default_factory=dict)
     resources: bytes = b""  # more resource entries, e.g. b"/ExtGState << /GS1 50 0 R >>"
+    entries: bytes = b""  # more page dictionary entries, e.g. b"/Rotate 90"
 
 
 def stream(dictionary: bytes, data: bytes) -> bytes:
@@ -72,8 +73,13 @@ def stream(dictionary: bytes, data: bytes) -> bytes:
     )
 
 
-def build_pdf(pages: Sequence[Page], extra_objects: dict[int, bytes] | None = None) -> bytes:
-    """Serialise pages into a PDF 1.7 file. Objects 1 to 8 are fixed; pages follow."""
+def build_pdf(
+    pages: Sequence[Page], extra_objects: dict[int, bytes] | None = None, catalog: bytes = b""
+) -> bytes:
+    """Serialise pages into a PDF 1.7 file. Objects 1 to 8 are fixed; pages follow.
+
+    `catalog`: more entries of the document catalog, e.g. b"/AcroForm 60 0 R".
+    """
     objects: dict[int, bytes] = dict(_FIXED_OBJECTS)
     objects.update(extra_objects or {})
     next_num = max([_FIRST_FREE, *(n + 1 for n in objects)])
@@ -94,12 +100,15 @@ def build_pdf(pages: Sequence[Page], extra_objects: dict[int, bytes] | None = No
             resources += b" /XObject << " + b" ".join(xobject_refs) + b" >>"
         if page.resources:
             resources += b" " + page.resources
-        objects[page_num] = b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 %d %d] " % page.size + (
-            b"/Resources << " + resources + b" >> /Contents %d 0 R >>" % content_num
+        objects[page_num] = (
+            b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 %d %d] " % page.size
+            + (b"/Resources << " + resources + b" >> /Contents %d 0 R " % content_num)
+            + page.entries
+            + b">>"
         )
         objects[content_num] = stream(b"<< >>", page.content)
         kids.append(page_num)
-    objects[1] = b"<< /Type /Catalog /Pages 2 0 R >>"
+    objects[1] = b"<< /Type /Catalog /Pages 2 0 R " + catalog + b">>"
     objects[2] = b"<< /Type /Pages /Kids [%s] /Count %d >>" % (
         b" ".join(b"%d 0 R" % k for k in kids),
         len(kids),

@@ -4,7 +4,8 @@ Facts this module is built on (measured with gs 10.00; tests/test_render.py and
 tests/test_hostile.py hold them):
 - Ghostscript's exit code lies on bad input; its messages do not. It runs without -q and every
   line it prints is checked against what good files print (banner, "Processing pages",
-  "Page N", font loading); anything else refuses the document with that line as the reason.
+  "Page N", font loading); anything else refuses the document with that line as the reason,
+  except the few warnings about how a valid file's content is written (TOLERATED_WARNINGS).
 - It runs as a subprocess per fax (a crash or hang in libgs must not take the daemon down), in
   its own process group (killed as a whole on timeout and on shutdown), with an empty private
   TMPDIR (-dSAFER still allows file access under TMPDIR), CPU/memory limits, and a wall-clock
@@ -14,7 +15,6 @@ tests/test_hostile.py hold them):
 from __future__ import annotations
 
 import os
-import re
 import secrets
 import select
 import selectors
@@ -23,12 +23,20 @@ import subprocess
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from faxmail.core.documents import Document
 from faxmail.core.processes import kill_group, limited_command, short_reason
 from faxmail.core.replies import DOCUMENT_DAMAGED, LOCAL_ERROR, RENDER_TOO_SLOW, Refusal
+from faxmail.render.binarise import INK_SHARE
+from faxmail.render.gsoutput import (
+    MESSAGE_PREFIX,
+    NORMAL_OUTPUT,
+    SUMMARY,
+    SUMMARY_NOTICE,
+    TOLERATED_WARNINGS,
+)
 from faxmail.render.options import RenderOptions
 
 # Page heights in pixels at 196 / 98 lines per inch; the fax devices snap the width to 1728 by
@@ -36,27 +44,6 @@ from faxmail.render.options import RenderOptions
 _HEIGHTS = {("a4", "fine"): 2292, ("a4", "standard"): 1146, ("letter", "fine"): 2156,
             ("letter", "standard"): 1078}  # fmt: skip
 _LINE_LIMIT = 4096  # a longer line without a newline is cut and judged by its start
-
-# Everything Ghostscript prints for a good file (gs 10, PDF interpreter, with fonts-ipafont).
-_NORMAL_OUTPUT = re.compile(
-    r"|".join(
-        [
-            r"GPL Ghostscript \d+\.\d+(\.\d+)? \(\d{4}-\d\d-\d\d\)",
-            r"Copyright \(C\) \d{4} Artifex Software, Inc\.  All rights reserved\.",
-            r"This software is supplied under the GNU AGPLv3 and comes with NO WARRANTY:",
-            r"see the file COPYING for details\.",
-            r"Processing pages \d+ through \d+\.",
-            r"Page \d+",
-            # a font the PDF names but does not embed, and the file gs substitutes
-            r"Loading (font|CIDFont) .+ \(or substitute\) from /\S.*",
-            r"Loading \S+ font from /\S.*\.\.\. [\d ]*done\.",
-            r"Querying operating system for font files\.\.\.",
-            r"",
-        ]
-    )
-)
-# "GPL Ghostscript 10.00.0: " alone on a line prefixes the message on the next line.
-_MESSAGE_PREFIX = re.compile(r"GPL Ghostscript [\d.]+:\s*")
 
 
 class Processes:
@@ -111,13 +98,16 @@ def start(
     output: Path,
     scratch: Path,
     processes: Processes,
+    grey: bool = False,
 ) -> Running:
-    """Start rendering; the page count (and so the time limit) may be known only later."""
+    """Start rendering; the page count (and so the time limit) may be known only later.
+
+    grey: `output` is a directory for grey page files, made fax bits by binarise.py."""
     started = time.monotonic()
     gs_tmp = scratch / "tmp"
     gs_tmp.mkdir()
     marker = f"@@faxmail-{secrets.token_hex(6)}"
-    argv = _gs_arguments(options, output) + _transfer_arguments(options)
+    argv = _gs_arguments(options, output, grey) + _transfer_arguments(options, grey)
     for number, path in enumerate(inputs):
         # a line before each file tells which document later messages are about
         argv += ["-c", f"({marker} {number}\\n) print flush", "-f", str(path)]
@@ -146,8 +136,12 @@ def start(
 
 def finish(
     running: Running, options: RenderOptions, documents: Sequence[Document], pages: int
-) -> None:
-    """Watch the run to its end, `pages` setting its time limit (counted from its start)."""
+) -> dict[int, str]:
+    """Watch the run to its end, `pages` setting its time limit (counted from its start).
+
+    Returns the documents (by index) for which gs gave a tolerated warning, and the warning:
+    the caller checks that their pages are not blank.
+    """
     timeout = options.timeout_base_s + options.timeout_per_page_s * pages
     processes = running.processes
     try:
@@ -157,6 +151,7 @@ def finish(
     if processes.stopped:
         raise Refusal(LOCAL_ERROR)
     _judge(outcome, running.proc.returncode, documents, timeout, pages)
+    return outcome.tolerated
 
 
 def abandon(running: Running) -> None:
@@ -170,7 +165,7 @@ def abandon(running: Running) -> None:
         proc.stdout.close()
 
 
-def _gs_arguments(options: RenderOptions, output: Path) -> list[str]:
+def _gs_arguments(options: RenderOptions, output: Path, grey: bool) -> list[str]:
     y_dpi = 196 if options.resolution == "fine" else 98
     argv = [
         "gs",
@@ -184,8 +179,12 @@ def _gs_arguments(options: RenderOptions, output: Path) -> list[str]:
         "-dPDFFitPage",  # scale any page size to the paper, rotate landscape pages
         "-sstdout=%stderr",  # one stream: messages stay in order with our markers
         f"-r204x{y_dpi}",
-        "-sOutputFile=" + str(output).replace("%", "%%"),
     ]
+    if grey:
+        # `output` is a directory: one grey page file each, binarised by binarise.py
+        pattern = str(output).replace("%", "%%") + "/page-%05d.pgm"
+        return [*argv, "-sOutputFile=" + pattern, "-sDEVICE=pgmraw", f"-sPAPERSIZE={options.paper}"]
+    argv.append("-sOutputFile=" + str(output).replace("%", "%%"))
     if options.photo:
         height = _HEIGHTS[(options.paper, options.resolution)]
         # error diffusion; -dMaxStripSize=0: one strip per page (4-row strips grow G4 1.7 times)
@@ -202,8 +201,13 @@ def _gs_arguments(options: RenderOptions, output: Path) -> list[str]:
     return argv
 
 
-def _transfer_arguments(options: RenderOptions) -> list[str]:
+def _transfer_arguments(options: RenderOptions, grey: bool) -> list[str]:
     """PostScript run before the documents: the transfer function, if any.
+
+    Adaptive (options.grey_pages) without images: vector pages have white paper and their
+    darkest ink is black, so binarise.py's rule is one threshold, 1 - INK_SHARE: 60 % grey
+    text, black at 50 % opacity, 50 % rules become solid, a 75 % grey cell white (grey=True:
+    none here, binarise.py finds each page's levels).
 
     Whitening maps every grey at or above its threshold to white, blackening every grey at or
     below its threshold to black, and the greys between are stretched: grey paper does not
@@ -211,6 +215,11 @@ def _transfer_arguments(options: RenderOptions) -> list[str]:
     pure text), nor does dark grey ink inside every stroke (OCR of such a scan: 49.7 to 96.6 %).
     It persists across pages and files of one run.
     """
+    if grey:
+        return []
+    if options.grey_pages:
+        cut = f"{1 - INK_SHARE:.4f}"
+        return ["-c", f"{{{cut} gt {{1}} {{0}} ifelse}} settransfer", "-f"]
     white, black = options.whiten_threshold, options.blacken_threshold
     if white is None and black is None:
         return []
@@ -224,6 +233,8 @@ class _Outcome:
     timed_out: bool = False
     problem: str | None = None  # the first line a good file would not print
     document: int = 0  # index of the document gs was working on
+    # document index → the first warning tolerated for it (TOLERATED_WARNINGS)
+    tolerated: dict[int, str] = field(default_factory=dict)
 
 
 def _watch(
@@ -238,6 +249,7 @@ def _watch(
     fd = proc.stdout.fileno()
     pending = b""
     prefix_seen = False  # "GPL Ghostscript 10.00.0:" alone: the message follows
+    in_summary = False  # inside gs's closing list of warnings for the current file
     with selectors.DefaultSelector() as selector:
         selector.register(fd, selectors.EVENT_READ)
         while True:
@@ -259,12 +271,22 @@ def _watch(
                 text = raw[:_LINE_LIMIT].decode("utf-8", "replace").rstrip("\r").strip()
                 if text.startswith(marker):
                     outcome.document = _int(text[len(marker) :], outcome.document)
-                elif _NORMAL_OUTPUT.fullmatch(text):
+                    in_summary = False
+                elif text == SUMMARY and TOLERATED_WARNINGS:
+                    in_summary = True
+                elif in_summary and text in TOLERATED_WARNINGS:
+                    outcome.tolerated.setdefault(outcome.document, text)
+                elif in_summary and SUMMARY_NOTICE.fullmatch(text):
                     continue
-                elif _MESSAGE_PREFIX.fullmatch(text):
+                elif in_summary and text:
+                    outcome.problem = SUMMARY  # as before: the summary's first line says it
+                    return outcome
+                elif NORMAL_OUTPUT.fullmatch(text):
+                    continue
+                elif MESSAGE_PREFIX.fullmatch(text):
                     prefix_seen = True
                 else:
-                    outcome.problem = _MESSAGE_PREFIX.sub("", text)
+                    outcome.problem = MESSAGE_PREFIX.sub("", text)
                     return outcome
     if pending.strip():
         outcome.problem = pending[:_LINE_LIMIT].decode("utf-8", "replace").strip()

@@ -14,7 +14,7 @@ import subprocess
 from pathlib import Path
 
 import img2pdf
-from PIL import Image
+from PIL import Image, ImageOps
 
 from faxmail.core.documents import Document
 from faxmail.core.processes import run_checker, short_reason
@@ -23,6 +23,8 @@ from faxmail.core.replies import DOCUMENT_DAMAGED, RENDER_TOO_SLOW, TOO_MANY_PAG
 # Pixels per image frame. An A4 page scanned at 600 dpi has 35 M; Pillow's own bomb limit is
 # 89 M (warning) / 179 M (error), and a PNG is decoded in-process by img2pdf.
 IMAGE_PIXEL_LIMIT = 50_000_000
+_EXIF_ORIENTATION = 0x0112
+_MIRRORED = {2, 4, 5, 7}  # EXIF orientations img2pdf cannot express as a page /Rotate
 # `tiffinfo -D` decodes every strip of every page, strictly (exit 1 on a bad code word):
 # 5 ms for one fax page, 79 ms for 50 (tiffcheck.py measured it).
 TIFF_DECODE_TIMEOUT_S = 30.0
@@ -114,13 +116,18 @@ def image_pdf(doc: Document, page_points: tuple[float, float], output: Path) -> 
     writer: left to itself it writes through pikepdf when that is installed, and pikepdf is
     what deadlocked a milter daemon. JPEG and G4 data are copied without decoding; PNG with
     alpha or interlacing is decoded, hence the pixel limit checked before by image_pages().
+
+    EXIF orientation is honoured exactly: img2pdf turns the page by /Rotate for 3, 6 and 8
+    (which pdfcheck.normalise_pdf then applies to the content), and a mirrored photo (2, 4, 5,
+    7: rare, a selfie camera's) is decoded and mirrored here, since /Rotate cannot mirror.
     """
     layout = img2pdf.get_layout_fun(
         pagesize=page_points, fit=img2pdf.FitMode.shrink, auto_orient=True
     )
     try:
+        source = _unmirrored(doc, output.with_suffix(".upright"))
         pdf = img2pdf.convert(
-            str(doc.path),
+            str(source),
             layout_fun=layout,
             rotation=img2pdf.Rotation.ifvalid,
             engine=img2pdf.Engine.internal,
@@ -130,6 +137,24 @@ def image_pdf(doc: Document, page_points: tuple[float, float], output: Path) -> 
         raise Refusal(DOCUMENT_DAMAGED.format(name=doc.label, why=why)) from None
     output.write_bytes(pdf)
     return output
+
+
+def _unmirrored(doc: Document, scratch: Path) -> Path:
+    """`doc.path`, or for a mirrored single image the upright picture written to `scratch`."""
+    if doc.kind == "tiff":
+        return doc.path  # one orientation per frame; fax TIFFs do not mirror
+    with Image.open(doc.path) as image:
+        if image.getexif().get(_EXIF_ORIENTATION) not in _MIRRORED:
+            return doc.path
+        upright = ImageOps.exif_transpose(image)
+        keep = {"dpi": image.info["dpi"]} if "dpi" in image.info else {}  # the same page size
+        # JPEG stays JPEG (quality 95: a fax is one bit deep), PNG stays lossless
+        if doc.kind == "jpeg":
+            mode = upright.mode if upright.mode in ("L", "RGB") else "RGB"
+            upright.convert(mode).save(scratch, "JPEG", quality=95, **keep)
+        else:
+            upright.save(scratch, "PNG", **keep)
+    return scratch
 
 
 def _check_pixels(doc: Document, size: tuple[int, int]) -> None:

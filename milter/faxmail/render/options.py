@@ -13,6 +13,11 @@ PAGE_POINTS = {"a4": (595.0, 842.0), "letter": (612.0, 792.0)}
 class RenderOptions:
     paper: Literal["a4", "letter"] = "a4"
     resolution: Literal["fine", "standard"] = "fine"  # 204x196 / 204x98
+    # Grey handling. adaptive: each page's own paper and ink levels (binarise.py) where there
+    # are images, one threshold between paper and ink for vector pages; otherwise a fixed
+    # transfer turning grey at or above whiten_threshold white, at or below blacken_threshold
+    # black. Both thresholds None: no grey handling (the device's screen).
+    adaptive: bool = True
     whiten_threshold: float | None = 0.8  # transfer turning light grey to white; None = off
     blacken_threshold: float | None = 0.3  # and dark grey to black; None = off
     photo: bool = False  # error diffusion (tiffscaled) instead of the fax device's screen
@@ -21,6 +26,13 @@ class RenderOptions:
     timeout_per_page_s: float = 5.0
     cpu_limit_s: int = 300
     memory_limit_bytes: int = 2 * 1024**3
+
+    @property
+    def grey_pages(self) -> bool:
+        """Adaptive grey handling: gs renders grey pages for binarise.py when a document has
+        raster images, else fax bits with one threshold (renderer.py decides per fax)."""
+        grey_handling = self.whiten_threshold is not None or self.blacken_threshold is not None
+        return self.adaptive and grey_handling and not self.photo
 
     def __post_init__(self) -> None:
         # Literal types are not checked at run time, and these values come from the admin's YAML

@@ -1,8 +1,11 @@
 """Documents → one multi-page fax TIFF (G4, 1728 px wide): the steps and their limits.
 
-Images are vetted by their headers and made PDF pages (images.py), PDFs by their first bytes,
-then all are rendered in one sandboxed Ghostscript run (ghostscript.py) while qpdf vets the
-PDFs (pdfcheck.py: encrypted, damaged, page count) alongside; a refusal there stops gs. A slot
+Images are vetted by their headers and made PDF pages (images.py), PDFs by their first bytes;
+each is normalised by qpdf (pdfcheck.normalise_pdf: form appearances, /Rotate), then all are
+rendered in one sandboxed Ghostscript run (ghostscript.py) while qpdf vets the
+PDFs (pdfcheck.py: encrypted, damaged, page count) alongside; a refusal there stops gs.
+gs renders grey pages that binarise.py turns into fax bits with each page's own levels (or,
+with fixed thresholds or in photo mode, fax bits itself). A slot
 semaphore bounds the Ghostscript runs at a time; a fax that gets no slot in time is refused for
 now.
 Output goes to a temporary name and is renamed only after `validate_fax_tiff`: a killed gs
@@ -23,12 +26,26 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from PIL import Image, ImageSequence
+
 from faxmail.core.documents import Document
-from faxmail.core.replies import LOCAL_ERROR, RENDERER_BUSY, TOO_MANY_PAGES, Refusal
+from faxmail.core.replies import (
+    DOCUMENT_DAMAGED,
+    LOCAL_ERROR,
+    RENDERER_BUSY,
+    TOO_MANY_PAGES,
+    Refusal,
+)
 from faxmail.render import ghostscript
+from faxmail.render.binarise import write_fax_tiff
 from faxmail.render.images import image_pages, image_pdf
 from faxmail.render.options import PAGE_POINTS, RenderOptions
-from faxmail.render.pdfcheck import check_pdf, require_pdf_header
+from faxmail.render.pdfcheck import (
+    check_pdf,
+    may_have_images,
+    normalise_pdf,
+    require_pdf_header,
+)
 from faxmail.render.tiffcheck import validate_fax_tiff
 
 log = logging.getLogger("faxmail.render")
@@ -124,12 +141,16 @@ class Renderer:
             raise Refusal(RENDERER_BUSY)
         scratch = Path(tempfile.mkdtemp(prefix=".render-", dir=workdir))
         try:
-            inputs = [
-                doc.path.absolute() if doc.kind == "pdf" else self._image_pdf(doc, scratch, n)
-                for n, doc in enumerate(documents, 1)
-            ]
+            inputs = [self._input_pdf(doc, scratch, n) for n, doc in enumerate(documents, 1)]
             partial = scratch / "fax.tif.partial"
-            running = ghostscript.start(options, inputs, partial, scratch, self._shared.processes)
+            # grey pages only where binarise.py has levels to find: scans, photos
+            grey = options.grey_pages and any(map(may_have_images, inputs))
+            rendered = scratch / "pages" if grey else partial
+            if grey:
+                rendered.mkdir()
+            running = ghostscript.start(
+                options, inputs, rendered, scratch, self._shared.processes, grey=grey
+            )
             try:
                 # qpdf vets the PDFs while gs renders them (a fax's fixed cost halves); a
                 # refusal stops gs, and gs's time limit waits for the page count.
@@ -142,15 +163,22 @@ class Renderer:
                 ghostscript.abandon(running)
                 raise
             try:
-                ghostscript.finish(running, options, documents, total)
+                warned = ghostscript.finish(running, options, documents, total)
             except Refusal as refusal:
                 if refusal.reply.code.startswith("5") and not self._ghostscript_works(scratch):
                     # gs fails on a blank page too: our fault, not the document's (retry later)
                     log.error("Ghostscript fails on a blank test page: %s", refusal.reply)
                     raise Refusal(LOCAL_ERROR) from None
                 raise
-            if options.photo:
+            inks: list[int] | None = None
+            if grey:
+                y_dpi = 196 if options.resolution == "fine" else 98
+                inks = write_fax_tiff(sorted(rendered.glob("page-*.pgm")), partial, y_dpi)
+            elif options.photo:
                 partial = _min_is_white(partial, scratch / "fax-white.tif.partial")
+            if warned:
+                pages = [counts[n] for n in range(len(documents))]
+                _check_not_blank(documents, pages, inks or _page_inks(partial), warned)
             validate_fax_tiff(partial, total)
             final = workdir / FAX_NAME
             os.replace(partial, final)
@@ -170,7 +198,10 @@ class Renderer:
         blank = check / "blank.pdf"
         blank.write_bytes(BLANK_PDF)
         # Its own limit, not the admin's: a tight render limit must not make gs look broken.
-        options = replace(self.options, timeout_base_s=GS_CHECK_TIMEOUT_S, timeout_per_page_s=0)
+        # (fax bits straight from gs: the check needs no binarisation step)
+        options = replace(
+            self.options, timeout_base_s=GS_CHECK_TIMEOUT_S, timeout_per_page_s=0, adaptive=False
+        )
         try:
             ghostscript.run(
                 options,
@@ -185,14 +216,41 @@ class Renderer:
             return False
         return True
 
-    def _image_pdf(self, doc: Document, scratch: Path, number: int) -> Path:
-        page_points = PAGE_POINTS[self.options.paper]
-        return image_pdf(doc, page_points, scratch / f"image-{number:02d}.pdf")
+    def _input_pdf(self, doc: Document, scratch: Path, number: int) -> Path:
+        """The PDF gs renders for `doc`: normalised (forms, /Rotate), images made pages first."""
+        if doc.kind != "pdf":
+            page_points = PAGE_POINTS[self.options.paper]
+            made = image_pdf(doc, page_points, scratch / f"image-{number:02d}.pdf")
+            doc = Document("pdf", made, doc.label)
+        return normalise_pdf(doc, scratch / f"input-{number:02d}.pdf")
 
 
 def _check_page_limit(pages: int, limit: int) -> None:
     if pages > limit:
         raise Refusal(TOO_MANY_PAGES.format(pages=pages, limit=limit))
+
+
+def _check_not_blank(
+    documents: Sequence[Document], pages: list[int], inks: list[int], warned: dict[int, str]
+) -> None:
+    """A document gs warned about (and rendered anyway) must not come out blank: then gs drew
+    nothing of it, and the warning was the reason (DOCUMENT_DAMAGED, naming it)."""
+    first = 0
+    for number, doc in enumerate(documents):
+        last = first + pages[number]
+        if number in warned and not any(inks[first:last]):
+            raise Refusal(DOCUMENT_DAMAGED.format(name=doc.label, why=warned[number]))
+        first = last
+
+
+def _page_inks(tiff: Path) -> list[int]:
+    """The black pixels of each page of our own (min-is-white) fax TIFF; asked only when gs
+    warned, so the decoding (about 5 ms a page) is rare."""
+    try:
+        with Image.open(tiff) as image:
+            return [page.convert("L").histogram()[0] for page in ImageSequence.Iterator(image)]
+    except OSError:  # cut off (ours, not the document's fault): validate_fax_tiff refuses it
+        return [1] * 10_000
 
 
 def _min_is_white(source: Path, target: Path) -> Path:

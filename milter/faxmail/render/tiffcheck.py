@@ -1,13 +1,13 @@
 """Check a fax TIFF before it is queued: Asterisk "sends" a truncated TIFF and reports SUCCESS.
 
-The file is our own Ghostscript's (or tiffcrop's) output, so the check looks for what a fault
-here leaves (a killed renderer, a full disk), in two steps:
+The file is our own Ghostscript's (or tiffcrop's, or binarise.py's) output, so the check looks
+for what a fault here leaves (a killed renderer, a full disk), in two steps:
 
 1. In Python, the directory chain (`struct`, one small read per page, bounded and cycle-safe):
    the page count, every page's width (1728, the only width spandsp sends), 1 bit per sample,
-   CCITT G3/G4, min-is-white, and every strip inside the file; for G4, each strip also ends in
-   the end-of-facsimile-block code libtiff writes (a strip whose tail was never written has
-   zeros there). About 1 ms for 50 pages.
+   CCITT G3/G4, min-is-white, every tag's values and every strip inside the file; for G4,
+   each strip also ends in the end-of-facsimile-block code libtiff writes (a strip whose tail
+   was never written has zeros there). About 1 ms for 50 pages.
 2. `tiffinfo -D` decodes the *last* page only (`-o` its directory): the page written last is
    the one a killed renderer cuts. About 6 ms, against 64 ms for decoding all 50 pages.
 
@@ -44,6 +44,8 @@ _G3, _G4 = 3, 4
 _MIN_IS_WHITE = 0
 _SHORT, _LONG = 3, 4  # the field types these tags may have
 _WIDTHS = {_SHORT: 2, _LONG: 4}
+# bytes per value of each TIFF field type (BYTE, ASCII, SHORT, LONG, RATIONAL, SBYTE, ...)
+_TYPE_BYTES = {1: 1, 2: 1, 3: 2, 4: 4, 5: 8, 6: 1, 7: 1, 8: 2, 9: 4, 10: 8, 11: 4, 12: 8}
 _MAX_ENTRIES = 512  # ours have about 17; a bound on what one directory read may cost
 _MAX_STRIPS = 100_000  # a 2292-row page in 1-row strips has 2292
 _EOFB = 0x001001  # G4 end of facsimile block: two EOL codes, then up to 7 pad bits
@@ -137,6 +139,11 @@ def _read_directory(fd: int, order: str, offset: int, size: int, number: int) ->
     page = _Page(offset)
     for at in range(0, 12 * count, 12):
         tag, kind, values, inline = struct.unpack(order + "HHI4s", raw[at : at + 12])
+        length = _TYPE_BYTES.get(kind, 1) * values
+        outside = length > 4 and struct.unpack(order + "I", inline)[0] + length > size
+        if outside and tag not in (_STRIP_OFFSETS, _STRIP_BYTES):  # those: _numbers below
+            # a writer that puts values after the directory (Pillow) is cut there first
+            raise _Bad(f"page {number}: values of tag {tag} outside the file")
         if tag in (_STRIP_OFFSETS, _STRIP_BYTES):
             numbers = _numbers(fd, order, kind, values, inline, size, number)
             if tag == _STRIP_OFFSETS:
