@@ -108,3 +108,12 @@ def test_settings_defaults_and_errors(tmp_path: Path) -> None:
         load_settings(path)
     assert caught.value.problems[0].path == "socket"
     assert caught.value.problems[0].line == 1
+
+
+def test_greys_adaptive_by_default_fixed_on_request() -> None:
+    assert parse_yaml(GOOD, Policy, "p.yaml").fax.greys == "adaptive"
+    fixed = parse_yaml(GOOD + "fax: {greys: fixed}\n", Policy, "p.yaml")
+    assert fixed.fax.greys == "fixed"
+    with pytest.raises(ConfigError) as err:
+        parse_yaml(GOOD + "fax: {greys: clever}\n", Policy, "p.yaml")
+    assert any("fax.greys" in str(problem) for problem in err.value.problems)

@@ -168,6 +168,8 @@ class Authentication(Strict):
 class Fax(Strict):
     paper: Literal["a4", "letter"] = "a4"
     resolution: Literal["fine", "standard"] = "fine"
+    # adaptive: each page's own paper and ink levels; fixed: the two thresholds below
+    greys: Literal["adaptive", "fixed"] = "adaptive"
     whiten_threshold: float | None = Field(default=0.8, gt=0, le=1)
     blacken_threshold: float | None = Field(default=0.3, ge=0, lt=1)  # dark grey ink → black
     photo: bool = False

@@ -179,6 +179,7 @@ class Gateway:
             resolution=fax.resolution,
             whiten_threshold=fax.whiten_threshold,
             blacken_threshold=fax.blacken_threshold,
+            adaptive=fax.greys == "adaptive",
             photo=fax.photo,
             max_pages=pages,
             timeout_base_s=fax.render_timeout_s,
