@@ -31,6 +31,7 @@ from faxmail.store.model import (
     Window,
 )
 from faxmail.store.sqlite_claims import CLAIMS_SCHEMA, SqliteMessageIdClaims
+from faxmail.store.sqlite_dispatch import DISPATCH_SCHEMA, SqliteDispatch
 from faxmail.store.sqlite_queries import SqliteQueries
 from faxmail.store.sqlite_schema import (
     JOB_COLUMNS,
@@ -46,7 +47,7 @@ from faxmail.store.sqlite_schema import (
 _COUNTED_MARKS = marks(len(COUNTED_STATES))  # placeholders for "state IN (...)"
 
 
-class SqliteStore(SqliteMessageIdClaims):
+class SqliteStore(SqliteMessageIdClaims, SqliteDispatch):
     def __init__(self, path: Path) -> None:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -58,7 +59,7 @@ class SqliteStore(SqliteMessageIdClaims):
         )
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=FULL")  # a 250 promises the job is on disk
-        self._conn.executescript(SCHEMA + NOTIFY_SCHEMA + CLAIMS_SCHEMA)
+        self._conn.executescript(SCHEMA + NOTIFY_SCHEMA + CLAIMS_SCHEMA + DISPATCH_SCHEMA)
         self.queries = SqliteQueries(self._read)
 
     @property
@@ -221,17 +222,37 @@ class SqliteStore(SqliteMessageIdClaims):
         with self._read() as db:
             return self._round(db, job_id)
 
-    def claim_requeue(self, job_id: str, after_round: int, **detail: object) -> bool:
-        """Claim the fax-level retry that follows `after_round` (state back to "queued").
+    def claim_requeue(
+        self,
+        job_id: str,
+        after_round: int,
+        *,
+        not_before: float | None = None,
+        fallback: dict[str, object] | None = None,
+        **detail: object,
+    ) -> bool:
+        """Claim the retry that follows `after_round` (state back to "queued"); with
+        `not_before`, the next call waits in faxmail's queue until then, with `fallback`.
 
         False when that retry was claimed already or the job has its result: a repeated call
-        must not queue a second call file.
+        must not queue a second call.
         """
         with self._tx() as db:
             done = db.execute("SELECT 1 FROM results WHERE job_id = ?", (job_id,)).fetchone()
             if done or self._round(db, job_id) != after_round:
                 return False
             db.execute("UPDATE jobs SET state = ? WHERE id = ?", (JobState.QUEUED, job_id))
+            if not_before is not None:
+                db.execute(
+                    "INSERT OR REPLACE INTO dispatch (job_id, round, not_before, fallback)"
+                    " VALUES (?, ?, ?, ?)",
+                    (
+                        job_id,
+                        after_round + 1,
+                        not_before,
+                        None if fallback is None else to_json(fallback),
+                    ),
+                )
             self._event(db, job_id, EventKind.REQUEUED, {"round": after_round + 1, **detail})
         return True
 
@@ -264,6 +285,7 @@ class SqliteStore(SqliteMessageIdClaims):
                 (job_id, outcome, time.time()),
             )
             db.execute("UPDATE jobs SET state = ? WHERE id = ?", (outcome, job_id))
+            db.execute("DELETE FROM dispatch WHERE job_id = ?", (job_id,))  # no call is left
             self._event(db, job_id, event, {"state": outcome, **detail})
         return True
 
