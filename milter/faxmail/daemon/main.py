@@ -16,6 +16,7 @@ from pathlib import Path
 from faxmail.core.exitcodes import EX_CONFIG
 from faxmail.core.settings import load_settings
 from faxmail.core.yamlfile import ConfigError
+from faxmail.daemon.dispatchloop import DispatchThread
 from faxmail.daemon.runtime import Runtime, build_runtime
 
 log = logging.getLogger("faxmail.daemon")
@@ -25,8 +26,9 @@ HELP = """\
 Decide, during the SMTP dialogue, whether mail to fax+<number>@<your domain> may be faxed:
 sender authenticated (DKIM aligned with From:, SASL login or a trusted client network) and
 allowed by the policy, destination allowed, limits kept. Accepted faxes are rendered with
-Ghostscript and queued as Asterisk call files before Postfix answers 250; everything else gets
-a specific 4xx/5xx. Mail to other addresses passes untouched.
+Ghostscript and queued in faxmail's outbound queue before Postfix answers 250; its dispatcher
+(a thread of this daemon) hands each call to Asterisk when the line and the number are free.
+Everything else gets a specific 4xx/5xx. Mail to other addresses passes untouched.
 
 Wire it into Postfix (main.cf):
     smtpd_milters = unix:/run/faxmail/milter.sock
@@ -142,6 +144,10 @@ def serve(runtime: Runtime) -> None:
         finally:
             os.kill(os.getpid(), signal.SIGTERM)  # wake the main thread
 
+    dispatch = None
+    if runtime.dispatcher is not None:  # else the spool is unusable: faxes get 451 anyway
+        dispatch = DispatchThread(runtime.dispatcher, settings.state_dir)
+        dispatch.start()
     thread = threading.Thread(target=run, name="libmilter", daemon=True)
     thread.start()
     _secure_socket(settings.socket, settings.socket_group)
@@ -158,6 +164,8 @@ def serve(runtime: Runtime) -> None:
 
         libmilter.stop()  # type: ignore[attr-defined]
         thread.join(timeout=10)
+    if dispatch is not None:
+        dispatch.stop()
     runtime.close()
     log.info("callbacks since start: %s", COUNTERS)
     if failure:
