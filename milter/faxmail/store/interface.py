@@ -59,6 +59,11 @@ class DispatchStore(Protocol):
         """Give a claim back: its call file never reached Asterisk."""
         ...
 
+    def cancel_waiting(self, job_id: str, event: EventKind, **detail: object) -> bool:
+        """Cancel a job whose call waits in faxmail's queue, claiming its result, in one
+        step; False when none waits (placed meanwhile, or over)."""
+        ...
+
 
 class JobStore(MessageIdClaims, DispatchStore, Protocol):
     def rate_exceeded(self, sender: str, limits: RateLimits, now: float) -> RateExceeded | None:

@@ -118,3 +118,25 @@ class SqliteDispatch:
             ).rowcount
             if released:
                 self._event(db, job_id, EventKind.UNDIALLED, {"round": round_, **detail})
+
+    def cancel_waiting(self, job_id: str, event: EventKind, **detail: object) -> bool:
+        """Cancel a job whose next call waits in faxmail's queue (no call file anywhere): its
+        result claimed as "cancelled" and its queue row gone, in one step. False when no
+        call of it waits (a dispatcher placed it meanwhile, or the job is over)."""
+        with self._tx() as db:
+            waiting = db.execute(
+                "SELECT 1 FROM dispatch d JOIN jobs j ON j.id = d.job_id"
+                " WHERE d.job_id = ? AND d.host IS NULL AND j.state = ?"
+                " AND NOT EXISTS (SELECT 1 FROM results r WHERE r.job_id = d.job_id)",
+                (job_id, JobState.QUEUED),
+            ).fetchone()
+            if waiting is None:
+                return False
+            db.execute(
+                "INSERT INTO results (job_id, outcome, claimed) VALUES (?, ?, ?)",
+                (job_id, JobState.CANCELLED, time.time()),
+            )
+            db.execute("UPDATE jobs SET state = ? WHERE id = ?", (JobState.CANCELLED, job_id))
+            db.execute("DELETE FROM dispatch WHERE job_id = ?", (job_id,))
+            self._event(db, job_id, event, {"state": JobState.CANCELLED, **detail})
+        return True
