@@ -48,8 +48,9 @@ class DispatchThread:
 
     def stop(self) -> None:
         self._stop.set()
-        if self._socket is not None:
+        if self._thread.is_alive():
             self._thread.join(timeout=POLL_S + 5)
+        if self._socket is not None:
             self._socket.close()
             wake_socket(self.state_dir).unlink(missing_ok=True)
 

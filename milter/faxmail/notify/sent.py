@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 
 from faxmail.notify.args import FaxReport
 from faxmail.notify.environment import Context
@@ -27,7 +28,7 @@ from faxmail.notify.nextcall import decide, fallback_detail
 from faxmail.notify.results import spool_result
 from faxmail.outbound.wake import wake
 from faxmail.queue.model import Outcome, answered_outcome, unanswered_outcome
-from faxmail.queue.retry import Retry
+from faxmail.queue.retry import GiveUp, GiveUpReason, Retry
 from faxmail.store.model import Attempt, AttemptOutcome, EventKind, Job, JobState
 
 log = logging.getLogger("faxmail_notify.sent")
@@ -151,7 +152,10 @@ def _next(
     **detail: object,
 ) -> str | None:
     """Call again, or give up; the result entry's name when the job is over."""
-    decision = decide(outcome, before, ctx.policy, datetime.now(UTC))
+    decision: Retry | GiveUp = decide(outcome, before, ctx.policy, datetime.now(UTC))
+    if isinstance(decision, Retry) and not Path(job.tiff).is_file():
+        log.warning("job %s: its fax file is gone; no further call", job.id)
+        decision = GiveUp(GiveUpReason.NOT_RETRYABLE)
     if isinstance(decision, Retry):
         if not ctx.store.claim_requeue(
             job.id,
