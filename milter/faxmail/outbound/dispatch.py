@@ -205,8 +205,9 @@ class Dispatcher:
             try:
                 publish(staged, final)
             except OSError as exc:
-                log.error(
-                    "job %s: cannot queue call %d (next start tries): %s", job_id, round_, exc
-                )
+                # Never reached Asterisk: the call waits again, placed anew once the spool works.
+                log.error("job %s: cannot queue call %d after a crash: %s", job_id, round_, exc)
+                if claimed:
+                    self._give_back(job_id, round_, staged, exc)
                 continue
             log.warning("job %s: claimed call %d queued after a crash", job_id, round_)
