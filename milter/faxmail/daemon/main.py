@@ -144,14 +144,14 @@ def serve(runtime: Runtime) -> None:
         finally:
             os.kill(os.getpid(), signal.SIGTERM)  # wake the main thread
 
-    dispatch = None
-    if runtime.dispatcher is not None:  # else the spool is unusable: faxes get 451 anyway
-        dispatch = DispatchThread(runtime.dispatcher, settings.state_dir)
-        dispatch.start()
     thread = threading.Thread(target=run, name="libmilter", daemon=True)
     thread.start()
     _secure_socket(settings.socket, settings.socket_group)
     log.info("listening on %s; policy %s", settings.socket, runtime.policies.source)
+    dispatch = None
+    if runtime.dispatcher is not None:  # else the spool is unusable: faxes get 451 anyway
+        dispatch = DispatchThread(runtime.dispatcher, settings.state_dir)
+        dispatch.start()
     while True:
         received = signal.sigwait(wanted)
         if received == signal.SIGHUP:
