@@ -26,7 +26,7 @@ import shutil
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from faxmail.asterisk.callfile import CallFile
+from faxmail.asterisk.callfile import CallFile, fallback_vars
 from faxmail.core.durable import fsync_dir
 from faxmail.core.policy import Fax
 from faxmail.core.queuepolicy import Fallback
@@ -174,20 +174,6 @@ def attempt_callfile(
         max_retries=0,
         variables={**first.variables, "FAXMAIL_ROUND": str(round_), **fallback_vars(fallback)},
     )
-
-
-def fallback_vars(fallback: Fallback | None) -> dict[str, str]:
-    """Setvar:s for a fallback: policy values only (yes/no, a bit rate), never mail text."""
-    if fallback is None:
-        return {}
-    found = {}
-    if fallback.ecm is not None:
-        found["FAXMAIL_ECM"] = "yes" if fallback.ecm else "no"
-    if fallback.max_rate is not None:
-        found["FAXMAIL_MAXRATE"] = str(int(fallback.max_rate))
-    if fallback.t38 is not None:
-        found["FAXMAIL_T38"] = "yes" if fallback.t38 else "no"
-    return found
 
 
 def place_tiff(source: Path, spool: Spool, job_id: str) -> Path:

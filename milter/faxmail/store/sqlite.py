@@ -209,53 +209,6 @@ class SqliteStore(SqliteMessageIdClaims, SqliteDispatch):
             ).fetchall()
         return [attempt_from_row(*row) for row in rows]
 
-    @staticmethod
-    def _round(db: sqlite3.Connection, job_id: str) -> int:
-        (requeued,) = db.execute(
-            "SELECT count(*) FROM events WHERE job_id = ? AND kind = ?",
-            (job_id, EventKind.REQUEUED),
-        ).fetchone()
-        return int(requeued) + 1
-
-    def current_round(self, job_id: str) -> int:
-        """1 for the milter's call file, +1 for each fax-level retry queued since."""
-        with self._read() as db:
-            return self._round(db, job_id)
-
-    def claim_requeue(
-        self,
-        job_id: str,
-        after_round: int,
-        *,
-        not_before: float | None = None,
-        fallback: dict[str, object] | None = None,
-        **detail: object,
-    ) -> bool:
-        """Claim the retry that follows `after_round` (state back to "queued"); with
-        `not_before`, the next call waits in faxmail's queue until then, with `fallback`.
-
-        False when that retry was claimed already or the job has its result: a repeated call
-        must not queue a second call.
-        """
-        with self._tx() as db:
-            done = db.execute("SELECT 1 FROM results WHERE job_id = ?", (job_id,)).fetchone()
-            if done or self._round(db, job_id) != after_round:
-                return False
-            db.execute("UPDATE jobs SET state = ? WHERE id = ?", (JobState.QUEUED, job_id))
-            if not_before is not None:
-                db.execute(
-                    "INSERT OR REPLACE INTO dispatch (job_id, round, not_before, fallback)"
-                    " VALUES (?, ?, ?, ?)",
-                    (
-                        job_id,
-                        after_round + 1,
-                        not_before,
-                        None if fallback is None else to_json(fallback),
-                    ),
-                )
-            self._event(db, job_id, EventKind.REQUEUED, {"round": after_round + 1, **detail})
-        return True
-
     def claim_result(
         self,
         job_id: str,

@@ -1,4 +1,5 @@
-"""faxmail's outbound queue in the job store: which job's next call waits, which is dialling.
+"""faxmail's outbound queue in the job store: which job's next call waits, which is dialling,
+and the rounds (the calls) of each job.
 
 One row per job that still has a call to place or in flight (table `dispatch`): its round (the
 number of the call: 1, 2, ...), the not-before time, the fallback that call uses, and — once a
@@ -19,6 +20,7 @@ import time
 from contextlib import AbstractContextManager
 
 from faxmail.store.model import DispatchRow, EventKind, JobState
+from faxmail.store.sqlite_schema import to_json
 
 DISPATCH_SCHEMA = """
 CREATE TABLE IF NOT EXISTS dispatch (
@@ -63,6 +65,53 @@ class SqliteDispatch:
         db: sqlite3.Connection, job_id: str, event: EventKind, detail: dict[str, object]
     ) -> None:
         raise NotImplementedError
+
+    @staticmethod
+    def _round(db: sqlite3.Connection, job_id: str) -> int:
+        (requeued,) = db.execute(
+            "SELECT count(*) FROM events WHERE job_id = ? AND kind = ?",
+            (job_id, EventKind.REQUEUED),
+        ).fetchone()
+        return int(requeued) + 1
+
+    def current_round(self, job_id: str) -> int:
+        """1 for the milter's call file, +1 for each fax-level retry queued since."""
+        with self._read() as db:
+            return self._round(db, job_id)
+
+    def claim_requeue(
+        self,
+        job_id: str,
+        after_round: int,
+        *,
+        not_before: float | None = None,
+        fallback: dict[str, object] | None = None,
+        **detail: object,
+    ) -> bool:
+        """Claim the retry that follows `after_round` (state back to "queued"); with
+        `not_before`, the next call waits in faxmail's queue until then, with `fallback`.
+
+        False when that retry was claimed already or the job has its result: a repeated call
+        must not queue a second call.
+        """
+        with self._tx() as db:
+            done = db.execute("SELECT 1 FROM results WHERE job_id = ?", (job_id,)).fetchone()
+            if done or self._round(db, job_id) != after_round:
+                return False
+            db.execute("UPDATE jobs SET state = ? WHERE id = ?", (JobState.QUEUED, job_id))
+            if not_before is not None:
+                db.execute(
+                    "INSERT OR REPLACE INTO dispatch (job_id, round, not_before, fallback)"
+                    " VALUES (?, ?, ?, ?)",
+                    (
+                        job_id,
+                        after_round + 1,
+                        not_before,
+                        None if fallback is None else to_json(fallback),
+                    ),
+                )
+            self._event(db, job_id, EventKind.REQUEUED, {"round": after_round + 1, **detail})
+        return True
 
     def queue_job(self, job_id: str, not_before: float, **detail: object) -> None:
         """The job is in faxmail's queue: state "queued", its first call waiting (one step)."""
