@@ -27,6 +27,7 @@ from faxmail.asterisk.spool import PARKING
 from faxmail.store.model import COUNTED_STATES, RateLimits
 from faxmail.store.sqlite import SqliteStore
 from infra.dkimkeys import Signer
+from infra.faxstate import callfiles
 from infra.mail import Attachment, build_message
 from infra.milterproc import MilterProcess
 from infra.pdfs import make_pdf
@@ -53,6 +54,10 @@ notify:
 inbound:
   routes:
     "0312345678": [sales@example.jp]
+lines:  # enough channels that every job to its own number is dialled at once
+  - {name: trunk, channel: "PJSIP/{number}@trunk", channels: 10}
+retry:
+  max_busy_attempts: 0  # busy counts as a real try: three calls (fax.max_retries 2)
 """
 
 
@@ -101,7 +106,12 @@ class Site:
         result = self.postfix.send(sender, [fax], self.signer.sign(message))
         assert result.data is not None and result.data.code == 250, result
         rows = self.rows("SELECT id FROM jobs WHERE sender = ? ORDER BY created DESC", sender)
+        self.dispatched()
         return str(rows[0][0])
+
+    def dispatched(self) -> list[Path]:
+        """The call files once the daemon's dispatcher placed what it can (after the 250)."""
+        return callfiles(self.milter)
 
     def rows(self, sql: str, *args: object) -> list[tuple[Any, ...]]:
         db = sqlite3.connect(self.root / "state" / "faxmail.sqlite")
@@ -123,15 +133,24 @@ class Site:
             }
         )
 
+    # Each call file faxmail places is one attempt; FAXMAIL_ROUND says which call it is.
     def fax_sent(self, job_id: str, attempt: int = 1, **fax: str) -> None:
         plan = self.dialplan()
-        assert plan.run("faxmail-send", "send", channel(job_id, attempt)).code == 0
-        assert plan.run("faxmail-send", "h", channel(job_id, attempt, **fax)).code == 0
+        call = {"FAXMAIL_ROUND": str(attempt)}
+        assert plan.run("faxmail-send", "send", {**channel(job_id), **call}).code == 0
+        assert plan.run("faxmail-send", "h", {**channel(job_id, **fax), **call}).code == 0
+        self.dispatched()
 
     def unanswered(self, job_id: str, attempt: int, reason: str) -> None:
-        values = {"FAXMAIL_JOB": job_id, "AST_OUTGOING_ATTEMPT": str(attempt), "REASON": reason}
+        values = {
+            "FAXMAIL_JOB": job_id,
+            "FAXMAIL_ROUND": str(attempt),
+            "AST_OUTGOING_ATTEMPT": "1",
+            "REASON": reason,
+        }
         ran = self.dialplan().run("faxmail-send", "failed", values)
         assert ran.code in (0, 75), ran
+        self.dispatched()
 
     def mails(self, address: str, count: int = 1) -> list[email.message.EmailMessage]:
         raws = self.postfix.wait_for_delivery(address, count)
@@ -173,7 +192,7 @@ def pbx_append(callfile: Path, kind: str, attempt: int, at: float) -> None:
 def old(site: Site, job_id: str) -> None:
     """Age a fresh call file, as if Asterisk had had it for a minute and not dialled yet (no
     Asterisk runs here): cancel need not wait for pbx_spool's first look."""
-    path = site.outgoing / f"{job_id}.call"
+    (path,) = [p for p in site.dispatched() if p.name == f"{job_id}.call"]
     then = time.time() - 60
     os.utime(path, (then, then))
 
@@ -197,6 +216,7 @@ def test_jobs_lists_queued_sent_and_failed_jobs(site: Site) -> None:
         "JOB", "QUEUED", "SENDER", "NUMBER", "PAGES", "STATE", "TRIES", "LAST", "RESULT"
     ]  # fmt: skip
     assert [line.split()[0] for line in lines[1:4]] == [queued, failed, sent]  # newest first
+    # Its number's call (the `sent` job's) has ended: the dispatcher placed it.
     assert "waiting for Asterisk" in lines[1] and "03-1234-5678" in lines[1]
     assert "failed" in lines[2] and "no answer (attempt 3)" in lines[2]
     assert "sent" in lines[3] and "fax sent, 2 page(s), 14400 bit/s" in lines[3]
@@ -257,7 +277,7 @@ def test_show_tells_the_story_of_one_job(site: Site) -> None:
         "pages       2, rendered in",
         "(present)",
         "min per call at 14400 bit/s (estimate)",
-        f"call file ({job_id}.call)",
+        f"call file ({job_id}-r2.call)",  # each call its own file; call 2 was the last
         "unanswered  busy",
         "success     2 page(s), 9600 bit/s, fine (204x196 dpi), audio (G.711), station",
         "sent, claimed",
@@ -340,6 +360,37 @@ def test_cancel_takes_the_call_back_and_tells_the_sender_once(site: Site) -> Non
     )
 
 
+def test_waiting_jobs_show_their_place_and_are_cancelled_without_a_call_file(site: Site) -> None:
+    first = site.send(ALICE, "0312345678")
+    second = site.send(BOB, "0312345678")  # the same number: waits until the first call ends
+    third = site.send(BOB, "03-1234-5678")
+    assert [p.name for p in site.dispatched()] == [f"{first}.call"]
+    listed = {job["id"]: job for job in site.json("jobs")["jobs"]}
+    assert listed[first]["queue"] is None  # dialling
+    assert {k: listed[second]["queue"][k] for k in ("line", "place", "waiting", "call")} == {
+        "line": "trunk",
+        "place": 1,
+        "waiting": 2,
+        "call": 1,
+    }
+    assert listed[third]["queue"]["place"] == 2
+    assert listed[second]["queue"]["next_call"].endswith("+09:00")
+    text = site.faxmail("jobs").stdout
+    assert "waiting: 2 of 2 on line trunk, call 1 when the line is free" in text, text
+
+    ran = site.faxmail("cancel", second)
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout.splitlines()[0] == (
+        f"job {second} to 0312345678 cancelled: it was waiting in faxmail's queue (no call file)."
+    )
+    assert site.state(second) == "cancelled"
+    (mail,) = site.mails(BOB)
+    assert mail["Subject"].startswith("[CANCELLED]")
+    # The first call ends: the next job for that number (not the cancelled one) is dialled.
+    site.fax_sent(first)
+    assert sorted(p.name for p in site.dispatched()) == sorted([f"{first}.call", f"{third}.call"])
+
+
 def test_cancel_is_refused_while_asterisk_dials_and_after_the_fax(site: Site) -> None:
     dialling = site.send(ALICE, "0312345678")
     sent = site.send(ALICE, "0612345678")
@@ -350,12 +401,13 @@ def test_cancel_is_refused_while_asterisk_dials_and_after_the_fax(site: Site) ->
     before = callfile.read_bytes()
     ran = site.faxmail("cancel", dialling)
     assert ran.returncode == 1
-    assert "was not cancelled: Asterisk is dialling it now (attempt 1 of 3" in ran.stderr
+    assert "was not cancelled: Asterisk is dialling it now (attempt 1 of 1" in ran.stderr
     assert callfile.read_bytes() == before and site.state(dialling) == "queued"
     assert dict(parse_callfile(before))["Channel"] == "PJSIP/0312345678@trunk"
     shown = site.faxmail("show", dialling).stdout
-    assert "in outgoing/: Asterisk is dialling it (1 of 3 attempts" in shown
-    # The attempt ended unanswered: now it can be cancelled.
+    assert "in outgoing/: Asterisk is dialling it (1 of 1 attempts" in shown
+    # The call ended unanswered: its next call waits in faxmail's queue, and is cancelled
+    # there (no call file to take back).
     pbx_append(callfile, "EndRetry", 1, time.time())
     site.unanswered(dialling, 1, "5")
     assert site.faxmail("cancel", dialling).returncode == 0
@@ -406,7 +458,7 @@ def test_resend_checks_the_number_against_the_policy_as_now(site: Site) -> None:
         f"job {new} queued: a resend of {failed} to 0612345678 (+81612345678), 2 page(s);"
         " its result mail goes to alice@example.jp.\n"
     )
-    callfile = site.outgoing / f"{new}.call"
+    (callfile,) = [p for p in site.dispatched() if p.name == f"{new}.call"]
     values = dict(
         v.split("=", 1) for k, v in parse_callfile(callfile.read_bytes()) if k == "Setvar"
     )
@@ -457,6 +509,7 @@ def test_stats_per_sender_and_destination(site: Site) -> None:
     assert (alice["faxes"], alice["sent"], alice["failed"], alice["cancelled"]) == (2, 1, 1, 0)
     assert alice["success_rate"] == 0.5 and alice["pages"] == 2
     assert (alice["calls"], alice["answered_calls"]) == (3, 2)
+    assert (alice["busy_calls"], alice["unanswered_calls"]) == (1, 1)  # the first call: busy
     tiff_bytes = site.rows("SELECT tiff_bytes, pages FROM jobs WHERE id = ?", sent)[0]
     expected = 13 * 2 + 1.2 * tiff_bytes[0] * 8 / 9600  # two answered calls, 2 pages at 9600
     assert alice["line_minutes"] == pytest.approx(expected / 60, abs=0.01)

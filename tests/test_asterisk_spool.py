@@ -95,6 +95,9 @@ class FlakyStore:
             raise sqlite3.OperationalError("disk I/O error")
         self.states.append((job_id, state, event))
 
+    def queue_job(self, job_id: str, not_before: float, **detail: object) -> None:
+        self.set_state(job_id, "queued", "spooled")  # as SqliteStore: state and queue row
+
 
 def a_job(spool: Spool, job_id: str) -> Job:
     return Job(

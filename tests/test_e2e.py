@@ -75,6 +75,8 @@ fax:
   max_retries: 2
   retry_time: 10
   wait_time: 20
+retry:
+  max_busy_attempts: 0  # busy counts as a real try: three calls, fax.retry_time apart
 inbound:
   routes:
     "0312345678": [sales@example.jp]
@@ -465,7 +467,8 @@ def test_busy_destination_one_failure_mail_after_three_attempts(
     # Attempts 1 and 2 are recorded, and mail nobody.
     stack.wait_for_notify(rf"job {job_id}: attempt 2 not answered \(REASON 5\)", timeout=90)
     assert stack.postfix.messages(SENDER) == []
-    # MaxRetries 2: the third attempt is the last; then exactly one failure mail.
+    # fax.max_retries 2 (retry.max_attempts 3, busy not free here): faxmail places each call,
+    # one call file each; the third is the last, then exactly one failure mail.
     (raw,) = stack.postfix.wait_for_delivery(SENDER, timeout=90)
     elapsed = time.monotonic() - t0
     mail = parse(raw)
@@ -485,15 +488,16 @@ def test_busy_destination_one_failure_mail_after_three_attempts(
         ("3", "話し中"),
     ]
     times = [time.mktime(time.strptime(at, "%Y-%m-%d %H:%M:%S")) for _, at, _ in attempts]
-    # In order; their spacing is Asterisk's RetryTime plus however late System() ran: a busy
+    # In order; their spacing is fax.retry_time plus however late System() ran: a busy
     # machine delays notify's record of an attempt, so the gaps are not asserted (no timing
     # asserts). The dial count is proved from Asterisk's own log below.
     assert times == sorted(times), times
     assert len(pdf_pages(pdf_attachment(mail))) == 2  # the document that could not be sent
 
-    # Asterisk is done with the call file (Expired after its 3 attempts) and notify with the
-    # job: nothing is left that could send a second mail.
-    wait_until(lambda: archived_status(stack, job_id) == "Expired", "call file archived")
+    # Asterisk is done with the three call files (each Expired after its one attempt) and
+    # notify with the job: nothing is left that could send a second mail or call.
+    for name in (job_id, f"{job_id}-r2", f"{job_id}-r3"):
+        wait_until(lambda n=name: archived_status(stack, n) == "Expired", "call file archived")
     assert stack.job() == (job_id, "failed")
     assert (
         len(re.findall(r"pbx_spool\.c: Attempting call on Local/0398765432", stack.asterisk.log()))

@@ -39,7 +39,7 @@ from infra import hostile
 from infra.constants import BASE_POLICY, FAX
 from infra.dkimkeys import Signer, sign_with_times
 from infra.dns import DnsServer, RawDnsResponder
-from infra.faxstate import callfiles, final_reply, job_rows, spool_dir
+from infra.faxstate import callfiles, final_reply, finish_calls, job_rows, spool_dir
 from infra.mail import Attachment, address, build_message
 from infra.milterproc import MilterProcess, faxmail_milter
 from infra.pdfs import make_encrypted_pdf, make_pdf, png_bomb_bytes
@@ -228,6 +228,7 @@ def raw_mail(mime: bytes, extra_headers: bytes = b"") -> bytes:
 
 
 def assert_next_fax_queued(gw: Gateway, signer: Signer) -> None:
+    finish_calls(gw.milter)  # the number is free again: the next fax is dialled at once
     before = len(callfiles(gw.milter))
     message = signer.sign(fax_mail([Attachment(make_pdf(1), filename="ok.pdf")]))
     reply = final_reply(gw.postfix.send(AUTHOR, [FAX], message))
@@ -271,6 +272,7 @@ def send_and_check(
     around the SMTP transaction only (a fault that must be gone for the next normal fax)."""
     milter = gw.milter
     spool = spool_dir(milter)
+    finish_calls(milter)  # every fax goes to one number: the earlier ones' calls are over
     calls_before = set(callfiles(milter))
     faxes_before = set((spool / "fax").iterdir())
     jobs_before = len(job_rows(milter))

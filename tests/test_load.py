@@ -19,7 +19,7 @@ import pytest
 
 from infra.constants import BASE_POLICY, FAX
 from infra.dkimkeys import Signer
-from infra.faxstate import callfiles, job_rows, spool_dir
+from infra.faxstate import callfiles, job_rows, owed_calls, spool_dir
 from infra.mail import Attachment, build_message
 from infra.milterproc import MilterProcess
 from infra.pdfs import make_encrypted_pdf, make_pdf
@@ -182,7 +182,8 @@ def test_concurrent_mixed_load(
     assert milter.running()
     assert fds_after <= fds_before + 2, (fds_before, fds_after)
     assert rss_after <= rss_before * 1.5 + 20_000, (rss_before, rss_after)
-    # One call file, one queued job per 250 to a fax recipient (the warm-up's included).
+    # One call owed (placed, or waiting for its number), one queued job per 250 to a fax
+    # recipient (the warm-up's included).
     queued = [s for _, s in job_rows(milter) if s == "queued"]
-    assert len(callfiles(milter)) == len(queued) == answers["fax", 250]
+    assert len(owed_calls(milter)) == len(queued) == answers["fax", 250]
     assert list((spool_dir(milter) / "faxmail-staging").iterdir()) == []

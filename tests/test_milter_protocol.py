@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Iterator
-from pathlib import Path
 
 import miltertest as mt
 import pytest
 
 from infra.constants import FAX_DIGITS as FAX
+from infra.faxstate import callfiles
 from infra.mail import Attachment, build_message
 from infra.milterproc import MilterProcess
 from infra.pdfs import make_pdf
@@ -118,8 +118,7 @@ def test_sasl_fax_is_queued_and_discarded(conn: mt.MilterConnection, milter: Mil
     assert envelope(conn, FAX, sasl_user="alice")[0] == mt.SMFIR_CONTINUE
     replies = _send_message(conn, _message())
     assert replies[-1][0] == mt.SMFIR_DISCARD, replies
-    outgoing = Path(milter.settings["asterisk"]["spool_dir"]) / "outgoing"
-    assert len(list(outgoing.glob("*.call"))) == 1
+    assert len(callfiles(milter)) == 1  # placed by the dispatcher, just after the reply
 
 
 def test_size_limit_counted_as_bytes_arrive(conn: mt.MilterConnection) -> None:

@@ -167,12 +167,22 @@ def test_fax_level_retry_then_one_mail(env: NotifyEnv, postfix: PostfixInstance)
     failed = {"FAXSTATUS": "FAILED", "FAXERROR": "TRAINING_ERROR", "FAXPAGES": "0"}
     before = time.time()
     assert answered_and_done(env, job.id, fax=failed) == 0
-    # No mail yet; a second call file for the same job, dialled fax.retry_time (300 s) later.
-    (callfile,) = env.outgoing.glob("*.call")
+    # No mail yet, and no call file: the next call waits in faxmail's queue, fax.retry_time
+    # (300 s) from now, for the dispatcher to place it.
+    assert list(env.outgoing.glob("*.call")) == []
+    ((round_, not_before, host),) = env.query("SELECT round, not_before, host FROM dispatch")
+    assert round_ == 2 and host is None
+    assert before + 290 < not_before < time.time() + 310
+    assert env.job_state(job.id) == "queued"
+    # The same h run twice queues nothing more.
+    assert env.dialplan.run("faxmail-send", "h", channel(job.id, **failed)).code == 0
+    assert env.query("SELECT round FROM dispatch") == [(2,)]
+    assert settled(postfix, ALICE) == []
+    # The dispatcher, when that time comes: call 2, one attempt, its round in the call file.
+    callfile = env.dispatch(at=not_before + 1)
     assert callfile.name == f"{job.id}-r2.call"
-    assert before + 290 < callfile.stat().st_mtime < time.time() + 310
     values = dict(parse_callfile(callfile.read_bytes()))
-    assert values["Channel"] == "PJSIP/0312345678@trunk" and values["MaxRetries"] == "2"
+    assert values["Channel"] == "PJSIP/0312345678@trunk" and values["MaxRetries"] == "0"
     retry_call = setvars(callfile)
     assert retry_call == {
         "FAXMAIL_JOB": job.id,
@@ -180,11 +190,6 @@ def test_fax_level_retry_then_one_mail(env: NotifyEnv, postfix: PostfixInstance)
         "FAXNUMBER": "0312345678",
         "FAXMAIL_ROUND": "2",
     }
-    assert env.job_state(job.id) == "queued"
-    # The same h run twice queues nothing more.
-    assert env.dialplan.run("faxmail-send", "h", channel(job.id, **failed)).code == 0
-    assert len(list(env.outgoing.glob("*.call"))) == 1
-    assert settled(postfix, ALICE) == []
     # The retry call: answered, fax fails again → the one result mail, both calls listed.
     assert answered_and_done(env, job.id, call=retry_call, fax=failed) == 0
     assert env.query("SELECT round, outcome FROM attempts") == [
@@ -197,7 +202,7 @@ def test_fax_level_retry_then_one_mail(env: NotifyEnv, postfix: PostfixInstance)
     text = body_text(parse(raw))
     assert text.count("FAX送信失敗: TRAINING_ERROR") == 2, text
     assert env.job_state(job.id) == "failed"
-    assert len(list(env.outgoing.glob("*.call"))) == 1
+    assert env.query("SELECT count(*) FROM dispatch") == [(0,)]  # nothing left to call
 
 
 def test_result_waits_in_the_spool_while_the_relay_is_down(

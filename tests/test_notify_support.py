@@ -17,11 +17,17 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from faxmail.asterisk.spool import Spool
+from faxmail.core.policy import Policy
+from faxmail.core.settings import load_settings
+from faxmail.core.yamlfile import load_yaml
+from faxmail.outbound.dispatch import Dispatcher
 from faxmail.store.sqlite import Job, RateLimits, SqliteStore
 from infra.pdfs import make_pdf
 from test_notify_dialplan import Dialplan, Ran
@@ -171,6 +177,21 @@ class NotifyEnv:
 
     def job_state(self, job_id: str) -> str:
         return str(self.query("SELECT state FROM jobs WHERE id = ?", job_id)[0][0])
+
+    def dispatch(self, at: float) -> Path:
+        """Run the milter's dispatcher once at time `at`; the one call file it placed."""
+        settings = load_settings(self.settings_path)
+        policy = load_yaml(self.policy_path, Policy)
+        store = SqliteStore(self.state / "faxmail.sqlite")
+        try:
+            spool = Spool.from_settings(settings.asterisk)
+            Dispatcher(
+                spool, store, lambda: policy, "test", lambda: datetime.fromtimestamp(at, UTC)
+            ).tick()
+        finally:
+            store.close()
+        (callfile,) = self.outgoing.glob("*.call")
+        return callfile
 
     # --- running notify ---------------------------------------------------------------------
 

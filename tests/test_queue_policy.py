@@ -151,7 +151,7 @@ def test_the_commented_example_in_etc_policy_yaml_is_valid() -> None:
     assert policy.quiet_hours[0].timezone == "Asia/Tokyo"
 
 
-def test_the_queue_imports_only_core_and_store_and_nothing_imports_it() -> None:
+def test_the_queue_imports_only_core_and_store() -> None:
     package = ROOT / "milter" / "faxmail"
     for source in sorted((package / "queue").glob("*.py")):
         for name in _imports(source):
@@ -159,9 +159,6 @@ def test_the_queue_imports_only_core_and_store_and_nothing_imports_it() -> None:
                 assert name.startswith(("faxmail.core.", "faxmail.store.", "faxmail.queue.")), (
                     f"{source.name} imports {name}"
                 )
-    for source in sorted(package.rglob("*.py")):
-        if "queue" not in source.relative_to(package).parts:
-            assert not any(n.startswith("faxmail.queue") for n in _imports(source)), source
 
 
 def _imports(source: Path) -> list[str]:

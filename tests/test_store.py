@@ -135,7 +135,8 @@ def test_the_enums_hold_exactly_the_stored_strings() -> None:
     assert [o.value for o in AttemptOutcome] == ["answered", "unanswered", "success", "failed"]
     assert {k.value for k in EventKind} == {
         "accepted", "duplicate", "spooled", "spool-error", "repaired", "attempt-answered",
-        "attempt-unanswered", "attempt-success", "attempt-failed", "requeued", "fax-sent",
+        "attempt-unanswered", "attempt-success", "attempt-failed", "requeued", "dialling",
+            "undialled", "fax-sent",
         "fax-failed", "unanswered", "no-report", "cancelled", "result-already-claimed",
         "result-mailed", "resend-of", "resent",
     }  # fmt: skip

@@ -1,5 +1,9 @@
-"""`faxmail cancel JOB`: take a queued fax out of Asterisk's queue, mark it cancelled, and send
-the sender its one result mail.
+"""`faxmail cancel JOB`: take a queued fax out of faxmail's or Asterisk's queue, mark it
+cancelled, and send the sender its one result mail.
+
+A job whose next call waits in faxmail's queue has no call file: it is cancelled in one store
+transaction (store.cancel_waiting), which a dispatcher's claim of that call excludes. A job
+whose call the dispatcher placed is taken back from Asterisk as follows.
 
 Order: the call file is withdrawn first (takeback.withdraw: parked, or refused while Asterisk
 dials it), then the store claims the job's result as "cancelled" — only while the job is still
@@ -47,6 +51,7 @@ class Outcome:
     attempts: int  # dial attempts Asterisk had made
     callfile: str | None  # the withdrawn call file's name; None when there was none
     mail: str  # what became of the result mail, as a sentence
+    waiting: bool = False  # it waited in faxmail's queue: there was no call file to take back
 
 
 def cancel(admin: Admin, reference: str, *, grace: float = GRACE_S) -> Outcome:
@@ -56,6 +61,20 @@ def cancel(admin: Admin, reference: str, *, grace: float = GRACE_S) -> Outcome:
         raise AdminError(f"job {job.id} {why}; nothing was changed")
     spool = Spool.from_settings(admin.settings.asterisk)
     _check_spool(spool, job)
+    waiting = admin.store.dispatch_row(job.id)
+    if waiting is not None and waiting.host is None:
+        # Its next call waits in faxmail's queue: no call file to take back. One step with
+        # the claim, so a dispatcher placing it meanwhile makes this fail, never both.
+        attempts = waiting.round - 1
+        if admin.store.cancel_waiting(
+            job.id, EventKind.CANCELLED, by=admin.actor, attempts=attempts
+        ):
+            log.info("job %s cancelled by %s while waiting in the queue", job.id, admin.actor)
+            return Outcome(job, attempts, None, _mail(admin, job), waiting=True)
+        job = admin.job(reference)  # placed meanwhile: take its call file back as before
+        if job.state != JobState.QUEUED:
+            why = _NOT_CANCELLABLE.get(job.state, f"is {job.state}")
+            raise AdminError(f"job {job.id} {why}; nothing was changed")
     name = callfile_name(job.id, admin.store.current_round(job.id))
     found = locate(spool, name)
     parked, attempts = _take(admin, job, spool, found, name, grace)

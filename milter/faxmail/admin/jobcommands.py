@@ -104,7 +104,9 @@ def _cancel(admin: Admin, args: argparse.Namespace) -> None:
 
     outcome = cancel(admin, args.job)
     job = outcome.job
-    if outcome.callfile is None:
+    if outcome.callfile is None and outcome.waiting:
+        how = "it was waiting in faxmail's queue (no call file)"
+    elif outcome.callfile is None:
         how = "no call file of it was in Asterisk's queue"
     elif outcome.attempts:
         how = f"its call file was taken out of Asterisk's queue after {outcome.attempts} attempt(s)"

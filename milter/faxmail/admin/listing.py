@@ -8,10 +8,13 @@ events) and printed as text or as JSON from the same values, so the two never di
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from typing import Any, TextIO
 
 from faxmail.admin.context import Admin
+from faxmail.admin.queueview import QueuePlace, queue_places
 from faxmail.admin.stats import dial_attempts
 from faxmail.admin.text import clip, clock, iso, local, table, use_colour, zone
 from faxmail.notify.templates import reason_text
@@ -36,6 +39,7 @@ class Facts:
     attempts: list[Attempt]
     result: Result | None
     events: list[Event]  # LINK_EVENTS only for `jobs`; all of them for `show`
+    queue: QueuePlace | None = None  # its place in faxmail's queue, while its next call waits
 
     @property
     def resend_of(self) -> str | None:
@@ -54,6 +58,8 @@ class Facts:
     def last_result(self) -> str:
         """One line on how the job's calls went."""
         job, attempts = self.job, self.attempts
+        if job.state == JobState.QUEUED and self.queue is not None:
+            return self.queue.describe(time.time(), clock(self.queue.next_call))
         if job.state == JobState.CANCELLED:
             at = next((e.at for e in self.events if e.kind == EventKind.CANCELLED), float("inf"))
             tried = dial_attempts(a for a in attempts if a.at <= at)
@@ -69,7 +75,7 @@ class Facts:
             }.get(job.state, "-")
         last = attempts[-1]
         if last.outcome == AttemptOutcome.UNANSWERED:
-            return f"{reason_of(last)} (attempt {last.attempt})"
+            return f"{reason_of(last)} (attempt {dial_attempts(attempts)})"  # calls so far
         if last.outcome == AttemptOutcome.ANSWERED:
             faxing = job.state == JobState.SENDING
             return "answered, faxing" if faxing else "answered, no fax report"
@@ -105,6 +111,7 @@ class Facts:
             "resend_of": self.resend_of,
             "resent_as": self.resent_as,
             "duplicates": self.duplicates,
+            "queue": None if self.queue is None else self.queue.as_json(iso(self.queue.next_call)),
         }
 
 
@@ -125,7 +132,10 @@ def gather(
     attempts = admin.query.attempts(ids)
     results = admin.query.results(ids)
     events = admin.query.events(ids, kinds)
-    return [Facts(j, attempts[j.id], results.get(j.id), events[j.id]) for j in jobs]
+    places = queue_places(admin.store, admin.policy(), datetime.now(UTC))
+    return [
+        Facts(j, attempts[j.id], results.get(j.id), events[j.id], places.get(j.id)) for j in jobs
+    ]
 
 
 def printed(out: TextIO, *lines: str) -> None:

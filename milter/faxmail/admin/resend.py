@@ -30,6 +30,7 @@ from faxmail.outbound.authorize import check_destination
 from faxmail.outbound.enqueue import Enqueuer, new_job_id
 from faxmail.outbound.recipient import PhoneNumber, parse_number
 from faxmail.outbound.senders import entries_for_author
+from faxmail.outbound.wake import wake
 from faxmail.store.model import FINISHED_STATES, EventKind, Job, JobState, RateLimits
 
 RESENDABLE = FINISHED_STATES
@@ -84,6 +85,7 @@ def resend(admin: Admin, reference: str, number: str | None) -> Resent:
     admin.store.add_event(
         original.id, EventKind.RESENT, as_job=job.id, number=phone.e164, by=admin.actor
     )
+    wake(admin.settings.state_dir)  # the daemon's dispatcher places its call
     queued = admin.store.get(job.id)
     return Resent(original, queued or job)
 

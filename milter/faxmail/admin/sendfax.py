@@ -21,9 +21,11 @@ from faxmail.core.policywatch import PolicyHolder
 from faxmail.core.replies import Refusal, Reply
 from faxmail.core.session import Session
 from faxmail.core.settings import load_settings
-from faxmail.daemon.runtime import build_runtime
+from faxmail.daemon.runtime import Runtime, build_runtime
+from faxmail.outbound.dispatch import Dispatcher
 from faxmail.outbound.extract import parse_message
 from faxmail.outbound.facts import message_facts
+from faxmail.outbound.wake import wake
 
 log = logging.getLogger("faxmail.sendfax")
 
@@ -85,6 +87,16 @@ def send_fax(
             return Outcome(exit_code(refusal.reply), str(refusal.reply))
         job = next(iter(queued.jobs.values()))
         log.info("sendfax queued job=%s from=%s number=%s", job, queued.identity.author, number)
+        _dial_now(runtime, job)
         return Outcome(EX_OK, f"fax queued as job {job} ({queued.pages} pages)")
     finally:
         runtime.close()
+
+
+def _dial_now(runtime: Runtime, job_id: str) -> None:
+    """Place this job's first call now, with the context and trunk of the command line, when
+    the line and the number are free; else the daemon's dispatcher places it (woken here)."""
+    if runtime.spool.problems():
+        return
+    Dispatcher(runtime.spool, runtime.store, runtime.gateway.policies.current).tick(only=job_id)
+    wake(runtime.settings.state_dir)

@@ -29,6 +29,7 @@ ESTIMATE = (
 
 _COUNTED = (JobState.QUEUED, JobState.SENDING, *FINISHED_STATES)  # jobs that reached Asterisk
 _ANSWERED = (AttemptOutcome.ANSWERED, AttemptOutcome.SUCCESS, AttemptOutcome.FAILED)
+_BUSY_REASONS = ("5", "8")  # Asterisk's REASON: busy, congestion
 
 
 def call_seconds(job: Job, pages: int, bitrate: int | None) -> float:
@@ -88,6 +89,8 @@ class Tally:
     pages: int = 0  # pages transmitted
     pages_submitted: int = 0
     calls: int = 0  # dial attempts
+    busy: int = 0  # of them: the far line busy or congested (faxmail calls again soon)
+    unanswered: int = 0  # of them: any other call nobody answered (busy included)
     answered: int = 0
     line_seconds: float = 0.0
     numbers: set[str] = field(default_factory=set)
@@ -100,6 +103,10 @@ class Tally:
         else:
             self.open += 1
         self.calls += dial_attempts(attempts)
+        for attempt in attempts:
+            if attempt.outcome == AttemptOutcome.UNANSWERED:
+                self.unanswered += 1
+                self.busy += str(attempt.detail.get("reason")) in _BUSY_REASONS
         for call in answered_calls(job, attempts):
             self.answered += 1
             self.pages += call.pages
@@ -125,6 +132,8 @@ class Tally:
             "pages_submitted": self.pages_submitted,
             "calls": self.calls,
             "answered_calls": self.answered,
+            "busy_calls": self.busy,
+            "unanswered_calls": self.unanswered,
             "line_minutes": round(self.line_seconds / 60, 2),
         }
 

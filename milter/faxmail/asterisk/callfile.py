@@ -14,6 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
+from faxmail.core.queuepolicy import Fallback
+
 MAX_LINE = 1024  # pbx_spool skips longer lines; ours stay below, newline included
 
 _CHANNEL = re.compile(r"[A-Za-z0-9/@+._:-]{1,200}")
@@ -74,6 +76,20 @@ def _match(what: str, pattern: re.Pattern[str], value: object) -> None:
     if not isinstance(value, str) or not pattern.fullmatch(value):
         # repr() and a bound: the offending value may itself be hostile or huge.
         raise ValueError(f"call file {what} not allowed: {value!r:.80}")
+
+
+def fallback_vars(fallback: Fallback | None) -> dict[str, str]:
+    """Setvar:s for a fallback: policy values only (yes/no, a bit rate), never mail text."""
+    if fallback is None:
+        return {}
+    found = {}
+    if fallback.ecm is not None:
+        found["FAXMAIL_ECM"] = "yes" if fallback.ecm else "no"
+    if fallback.max_rate is not None:
+        found["FAXMAIL_MAXRATE"] = str(int(fallback.max_rate))
+    if fallback.t38 is not None:
+        found["FAXMAIL_T38"] = "yes" if fallback.t38 else "no"
+    return found
 
 
 def render_callfile(cf: CallFile) -> bytes:

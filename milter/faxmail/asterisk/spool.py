@@ -23,12 +23,13 @@ import os
 import pwd
 import re
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from faxmail.asterisk.callfile import CallFile
+from faxmail.asterisk.callfile import CallFile, fallback_vars
 from faxmail.core.durable import fsync_dir
 from faxmail.core.policy import Fax
+from faxmail.core.queuepolicy import Fallback
 from faxmail.core.settings import Asterisk
 from faxmail.store.model import Job
 
@@ -46,8 +47,19 @@ _FILE_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,199}")
 
 
 def callfile_name(job_id: str, round_: int = 1) -> str:
-    """The milter's call file is round 1; faxmail-notify's fax-level retries say their round."""
+    """A job's first call is round 1; each later call (a retry) says its round."""
     return f"{job_id}.call" if round_ == 1 else f"{job_id}-r{round_}.call"
+
+
+_CALLFILE_NAME = re.compile(r"([0-9a-f]{1,64})(?:-r([0-9]{1,4}))?\.call")
+
+
+def callfile_round(name: str) -> tuple[str, int] | None:
+    """(job id, round) of a call file named by callfile_name(); None for any other name."""
+    match = _CALLFILE_NAME.fullmatch(name)
+    if match is None:
+        return None
+    return match.group(1), int(match.group(2) or 1)
 
 
 def tiff_name(job_id: str) -> str:
@@ -114,8 +126,8 @@ class Spool:
         """Where the call file of this round is while Asterisk has it to dial."""
         return self.outgoing / callfile_name(job_id, round_)
 
-    def staged_callfile(self, job_id: str) -> Path:
-        return self.staging / callfile_name(job_id)
+    def staged_callfile(self, job_id: str, round_: int = 1) -> Path:
+        return self.staging / callfile_name(job_id, round_)
 
     def archived_callfile(self, job_id: str, round_: int = 1) -> Path:
         return self.done / callfile_name(job_id, round_)
@@ -146,6 +158,21 @@ def callfile_for(job: Job, fax: Fax) -> CallFile:
             **({"FAXMAIL_HEADERINFO": fax.header_info} if fax.header_info else {}),
             **({"FAXMAIL_STATIONID": fax.local_station_id} if fax.local_station_id else {}),
         },
+    )
+
+
+def attempt_callfile(
+    job: Job, fax: Fax, *, channel: str, round_: int, fallback: Fallback | None
+) -> CallFile:
+    """The call file of one attempt placed by faxmail's dispatcher: Asterisk dials once
+    (MaxRetries 0; faxmail decides any next call), on `channel` (the line's dial string),
+    with the round's number and the policy's fallback for FAXOPT() in the send context."""
+    first = callfile_for(job, fax)
+    return replace(
+        first,
+        channel=channel.format(number=job.number_dialled),
+        max_retries=0,
+        variables={**first.variables, "FAXMAIL_ROUND": str(round_), **fallback_vars(fallback)},
     )
 
 

@@ -1,7 +1,8 @@
-"""Named points in queueing where a test can kill the daemon (kill -9) or hold it still.
+"""Named points in queueing and dispatch where a test can kill the daemon (kill -9) or hold it.
 
 The crash-safety tests set FAXMAIL_CRASH_AT=<point> in the daemon's environment to prove that a
-crash at that exact point leaves no call file without a job and no job without a call file.
+crash at that exact point leaves no call file without a job, no job without its call, and no
+call placed twice (the milter's queueing, then the dispatcher's stage → claim → publish).
 The fault tests set FAXMAIL_PAUSE_AT=<point> and FAXMAIL_PAUSE_FILE=<path>: while <path> exists
 (the test creates it to arm the pause), the daemon creates <path>.here at the point and waits
 until the test removes <path>. Meanwhile the test breaks the real thing (fills the disk, makes
@@ -17,7 +18,14 @@ import signal
 import time
 from pathlib import Path
 
-POINTS = ("admitted", "tiff-placed", "callfile-staged", "committed", "callfile-spooled")
+POINTS = (
+    "admitted",
+    "tiff-placed",
+    "committed",
+    "dispatch-staged",
+    "dispatch-claimed",
+    "dispatch-published",
+)
 PAUSE_LIMIT_S = 120.0  # a test that forgets to release the daemon does not hang it for ever
 
 

@@ -15,6 +15,7 @@ from faxmail.core.exitcodes import EX_CONFIG
 from faxmail.core.settings import load_settings
 from faxmail.core.yamlfile import ConfigError
 from faxmail.daemon import socketfile
+from faxmail.daemon.dispatchloop import DispatchThread
 from faxmail.daemon.runtime import Runtime, build_runtime
 
 log = logging.getLogger("faxmail.daemon")
@@ -24,8 +25,9 @@ HELP = """\
 Decide, during the SMTP dialogue, whether mail to fax+<number>@<your domain> may be faxed:
 sender authenticated (DKIM aligned with From:, SASL login or a trusted client network) and
 allowed by the policy, destination allowed, limits kept. Accepted faxes are rendered with
-Ghostscript and queued as Asterisk call files before Postfix answers 250; everything else gets
-a specific 4xx/5xx. Mail to other addresses passes untouched.
+Ghostscript and queued in faxmail's outbound queue before Postfix answers 250; its dispatcher
+(a thread of this daemon) hands each call to Asterisk when the line and the number are free.
+Everything else gets a specific 4xx/5xx. Mail to other addresses passes untouched.
 
 Wire it into Postfix (main.cf; the socket unix:/var/spool/postfix/faxmail/milter.sock as
 Debian's chrooted smtpd and cleanup see it):
@@ -155,6 +157,11 @@ def serve(runtime: Runtime) -> None:
             os.kill(os.getpid(), signal.SIGTERM)
     if not failure:
         log.info("listening on %s; policy %s", settings.socket, runtime.policies.source)
+    dispatch = None
+    # No dispatcher when the spool is unusable (faxes get 451 anyway) or the socket failed.
+    if runtime.dispatcher is not None and not failure:
+        dispatch = DispatchThread(runtime.dispatcher, settings.state_dir)
+        dispatch.start()
     while True:
         received = signal.sigwait(wanted)
         if received == signal.SIGHUP:
@@ -167,6 +174,8 @@ def serve(runtime: Runtime) -> None:
 
         libmilter.stop()  # type: ignore[attr-defined]
         thread.join(timeout=10)
+    if dispatch is not None:
+        dispatch.stop()
     runtime.close()
     log.info("callbacks since start: %s", COUNTERS)
     if failure:

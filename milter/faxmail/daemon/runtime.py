@@ -14,6 +14,7 @@ from faxmail.core.policy import DEFAULT_POLICY_YAML
 from faxmail.core.policywatch import PolicyHolder
 from faxmail.core.settings import Settings
 from faxmail.outbound.decision import Gateway
+from faxmail.outbound.dispatch import Dispatcher
 from faxmail.outbound.dnslookup import make_txt_lookup
 from faxmail.outbound.enqueue import Enqueuer
 from faxmail.render.options import RenderOptions
@@ -32,6 +33,7 @@ class Runtime:
     spool: Spool
     renderer: Renderer
     gateway: Gateway
+    dispatcher: Dispatcher | None = None  # the daemon's, when the spool is usable
 
     def close(self) -> None:
         self.renderer.stop_all()
@@ -70,7 +72,10 @@ def build_runtime(settings: Settings, *, mode: Mode = "daemon") -> Runtime:
     problems = spool.problems()
     for problem in problems:
         log.warning("fax queueing unavailable until fixed (faxes get 451): %s", problem)
+    dispatcher = None
     if not problems and mode == "daemon":
+        dispatcher = Dispatcher(spool, store, policies.current)
+        dispatcher.repair()  # first: it publishes the staged call files that were claimed
         enqueuer.repair()
     renderer = Renderer(RenderOptions(), slots=settings.render_slots)
     gateway = Gateway(
@@ -82,4 +87,4 @@ def build_runtime(settings: Settings, *, mode: Mode = "daemon") -> Runtime:
         work_root=work,
         dry_run=mode == "dry-run",
     )
-    return Runtime(settings, policies, store, spool, renderer, gateway)
+    return Runtime(settings, policies, store, spool, renderer, gateway, dispatcher)

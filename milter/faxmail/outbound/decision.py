@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import IO
 
@@ -41,6 +42,7 @@ from faxmail.outbound.facts import MessageFacts, message_facts
 from faxmail.outbound.recipient import FaxRecipient, parse_recipient
 from faxmail.outbound.replayguard import check_not_faxed, faxed_once
 from faxmail.outbound.senders import could_match_at_rcpt
+from faxmail.queue.sendlater import SendLaterRefused, send_later
 from faxmail.render.options import RenderOptions
 from faxmail.render.renderer import RenderedFax, Renderer
 from faxmail.store.interface import JobStore
@@ -138,6 +140,7 @@ class Gateway:
             check_destination(recipient.number, policy, identity.entry)
         # A cheap read before the costly render; admit() counts again inside its transaction.
         check_rate(self.store, identity.author, limits, time.time())
+        not_before = requested_time(facts.subject, policy)  # "[at 18:30]" in the Subject
         problems = [] if self.dry_run else self.enqueuer.spool.problems()
         if problems:
             log.error("cannot queue faxes: %s", "; ".join(problems))
@@ -164,6 +167,7 @@ class Gateway:
                         rendered.tiff,
                         fax=policy.fax,
                         limits=limits,
+                        not_before=not_before,
                     )
                     for r in recipients
                 }
@@ -223,6 +227,15 @@ class Gateway:
             render_seconds=rendered.seconds,
             tiff_bytes=rendered.size,
         )
+
+
+def requested_time(subject: str, policy: Policy) -> float | None:
+    """The send-later time the Subject asks for (queue/sendlater.py), None for "now"; a
+    request that cannot be honoured is refused rather than faxed at once."""
+    asked = send_later(subject, policy.send_later, datetime.now().astimezone())
+    if isinstance(asked, SendLaterRefused):
+        raise Refusal(asked.reply)
+    return None if asked is None else asked.timestamp()
 
 
 def _digest(documents: Sequence[Document]) -> str:

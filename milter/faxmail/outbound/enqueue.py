@@ -1,13 +1,15 @@
-"""Hand a rendered fax to Asterisk: job row, TIFF, call file — exactly once.
+"""Put a rendered fax in faxmail's outbound queue: job row, TIFF, "queued" — exactly once.
 
 Order matters for crash safety and for faults: the job row ("queueing") is committed first, then
-the TIFF, then the call file is written whole into faxmail-staging/, then the row becomes
-"queued", and only then is the call file renamed into outgoing/. So a fault at any step before
-that rename (disk full, I/O error, permission lost, the store failing) leaves Asterisk nothing
-to dial: the step's leftovers are removed, the row becomes "abandoned" and the sender gets a 4xx.
-`repair()` at start-up settles what a crash left: a "queueing" row → abandoned (or queued, if a
-call file of the old order is in outgoing/), a staged call file of a "queued" row → renamed
-into outgoing/, any other staged file → removed. Where each file goes: asterisk/spool.py.
+the TIFF is put in place, then the row becomes "queued" with its first call waiting in the
+queue (one transaction). No call file is written here: the dispatcher (outbound/dispatch.py)
+places each call when the line and the number are free, so the 250 never waits for the line.
+A fault at any step before "queued" (disk full, I/O error, permission lost, the store failing)
+leaves nothing to dial: the TIFF is removed, the row becomes "abandoned" and the sender gets a
+4xx. `repair()` at start-up settles what a crash left: a "queueing" row → abandoned (or queued,
+if a call file of an older version's order is in outgoing/), a leftover in staging → removed
+(after the dispatcher's repair published the claimed ones). Where each file goes:
+asterisk/spool.py.
 """
 
 from __future__ import annotations
@@ -19,18 +21,7 @@ import sqlite3
 import threading
 from pathlib import Path
 
-from faxmail.asterisk.callfile import render_callfile
-from faxmail.asterisk.spool import (
-    CALLFILES,
-    PARTIAL_TIFFS,
-    Spool,
-    callfile_for,
-    callfile_name,
-    clean_staging,
-    place_tiff,
-    publish,
-    spool_callfile,
-)
+from faxmail.asterisk.spool import PARTIAL_TIFFS, Spool, clean_staging, place_tiff
 from faxmail.core.crashpoints import crash_point
 from faxmail.core.policy import Fax
 from faxmail.core.replies import LOCAL_ERROR, RATE_LIMITED, SPOOL_FULL, Refusal, Reply
@@ -60,8 +51,17 @@ class Enqueuer:
         self._unsettled: dict[str, str] = {}  # job id → why it was abandoned
         self._unsettled_lock = threading.Lock()
 
-    def enqueue(self, job: Job, rendered_tiff: Path, *, fax: Fax, limits: RateLimits) -> str:
-        """Queue `job`; return its id, or the id of the earlier identical job (a resent mail).
+    def enqueue(
+        self,
+        job: Job,
+        rendered_tiff: Path,
+        *,
+        fax: Fax,
+        limits: RateLimits,
+        not_before: float | None = None,
+    ) -> str:
+        """Queue `job` (its first call not before `not_before`: a send-later request); return
+        its id, or the id of the earlier identical job (a resent mail).
 
         Refusal: RATE_LIMITED; SPOOL_FULL / LOCAL_ERROR for a local fault (disk full, I/O
         error, permission, outgoing/ gone, the store failing) at any step, with nothing left
@@ -92,40 +92,23 @@ class Enqueuer:
         crash_point("admitted")
         try:
             place_tiff(rendered_tiff, spool, job.id)
-            crash_point("tiff-placed")
-            # Written whole into staging/ (staging and "outgoing" the same folder:
-            # spool_callfile's rename is a no-op then): Asterisk sees nothing until the row
-            # says "queued".
-            ready = spool_callfile(
-                render_callfile(callfile_for(job, fax)),
-                staging_dir=spool.staging,
-                outgoing_dir=spool.staging,
-                name=callfile_name(job.id),
-                owner=spool.owner,
-            )
         except OSError as exc:
             self._undo(job.id, exc)
             raise Refusal(_spool_reply(exc)) from exc
-        crash_point("callfile-staged")
-        queued = spool.queued_callfile(job.id)
+        crash_point("tiff-placed")
         try:
-            store.set_state(job.id, JobState.QUEUED, EventKind.SPOOLED, callfile=str(queued))
+            # In faxmail's queue now: the dispatcher places its call, the 250 does not wait.
+            store.queue_job(job.id, job.created if not_before is None else not_before)
         except sqlite3.Error as exc:
             self._undo(job.id, exc)
             raise Refusal(_store_reply(exc)) from exc
         crash_point("committed")
-        try:
-            _publish(ready, queued)
-        except OSError as exc:
-            self._undo(job.id, exc)
-            raise Refusal(_spool_reply(exc)) from exc
-        crash_point("callfile-spooled")
         return job.id
 
     def _undo(self, job_id: str, exc: Exception) -> None:
-        """Take back what this job left (its TIFF, its ready call file) and abandon its row."""
+        """Take back what this job left (its TIFF) and abandon its row."""
         log.error("job %s: cannot queue: %s", job_id, exc)
-        for leftover in (self.spool.staged_callfile(job_id), self.spool.tiff(job_id)):
+        for leftover in (self.spool.tiff(job_id),):
             try:
                 leftover.unlink(missing_ok=True)
             except OSError as error:
@@ -147,47 +130,26 @@ class Enqueuer:
                 self._unsettled.pop(job_id, None)
 
     def repair(self) -> None:
-        """Settle what a crash left behind (run once at start, before taking mail)."""
+        """Settle what a crash left behind (run once at start, before taking mail; after the
+        dispatcher's repair, which publishes the staged call files that were promised)."""
         spool, store = self.spool, self.store
-        if spool.staging.is_dir():
-            for call in sorted(spool.staging.glob(CALLFILES)):
-                job = store.get(call.stem)
-                if job is None or job.state != JobState.QUEUED:
-                    continue  # unfinished: clean_staging removes it below
-                # committed, then the crash came before the rename: the sender's retry will be
-                # answered as a duplicate of this job, so it must go out
-                try:
-                    _publish(call, spool.queued_callfile(job.id))
-                except OSError as exc:
-                    log.error(
-                        "job %s: cannot queue its call file (next start tries): %s", job.id, exc
-                    )
-                    continue
-                log.warning("job %s: call file queued after a crash", job.id)
         removed = clean_staging(spool.staging) if spool.staging.is_dir() else 0
         if removed:
             log.warning("removed %d unfinished call files from %s", removed, spool.staging)
         for job in store.in_state(JobState.QUEUEING):
             if spool.queued_callfile(job.id).exists() or spool.archived_callfile(job.id).exists():
+                # a call file of an older version's order (call file before the row)
                 store.set_state(job.id, JobState.QUEUED, EventKind.REPAIRED)
                 log.warning("job %s: call file found after a crash; marked queued", job.id)
             else:
                 Path(job.tiff).unlink(missing_ok=True)
                 store.set_state(job.id, JobState.ABANDONED, EventKind.REPAIRED)
                 log.warning(
-                    "job %s: no call file after a crash; abandoned (sender got no 250)", job.id
+                    "job %s: not queued before a crash; abandoned (sender got no 250)", job.id
                 )
         if spool.faxes.is_dir():
             for leftover in spool.faxes.glob(PARTIAL_TIFFS):
                 leftover.unlink(missing_ok=True)
-
-
-def _publish(ready: Path, final: Path) -> None:
-    """publish(), with a folder that could not be synced logged: the call file is queued."""
-    unsynced = publish(ready, final)
-    if unsynced is not None:
-        # Too late to take back: Asterisk may have read it already, and the row says queued.
-        log.error("call file %s queued, but its folder could not be synced: %s", final, unsynced)
 
 
 def _spool_reply(exc: OSError) -> Reply:

@@ -19,6 +19,7 @@ from faxmail.store.model import (
     Admission,
     Attempt,
     AttemptOutcome,
+    DispatchRow,
     Event,
     EventKind,
     Inbound,
@@ -37,7 +38,34 @@ class MessageIdClaims(Protocol):
     def message_id_claimed(self, message_id: str) -> bool: ...
 
 
-class JobStore(MessageIdClaims, Protocol):
+class DispatchStore(Protocol):
+    """faxmail's outbound queue: enqueue puts a job in, dispatchers claim its calls."""
+
+    def queue_job(self, job_id: str, not_before: float, **detail: object) -> None:
+        """State "queued" and the first call waiting, in one step."""
+        ...
+
+    def dispatch_rows(self, *, claimed: bool | None = None) -> list[DispatchRow]:
+        """Open jobs' queue rows, oldest job first; only placed (True) or waiting (False)."""
+        ...
+
+    def dispatch_row(self, job_id: str) -> DispatchRow | None: ...
+
+    def claim_call(self, job_id: str, round_: int, host: str, lease_until: float) -> bool:
+        """Claim a waiting call for `host`; False when another has it or it waits no more."""
+        ...
+
+    def release_call(self, job_id: str, round_: int, **detail: object) -> None:
+        """Give a claim back: its call file never reached Asterisk."""
+        ...
+
+    def cancel_waiting(self, job_id: str, event: EventKind, **detail: object) -> bool:
+        """Cancel a job whose call waits in faxmail's queue, claiming its result, in one
+        step; False when none waits (placed meanwhile, or over)."""
+        ...
+
+
+class JobStore(MessageIdClaims, DispatchStore, Protocol):
     def rate_exceeded(self, sender: str, limits: RateLimits, now: float) -> RateExceeded | None:
         """Whether `sender` (any case) is at one of `limits` at `now`."""
         ...
@@ -92,9 +120,18 @@ class NotifyStore(JobStore, Protocol):
         """1 for the milter's call file, +1 for each fax-level retry queued since."""
         ...
 
-    def claim_requeue(self, job_id: str, after_round: int, **detail: object) -> bool:
-        """Claim the fax-level retry after `after_round` (state back to queued); False when it
-        was claimed already or the job has its result: then queue no call file."""
+    def claim_requeue(
+        self,
+        job_id: str,
+        after_round: int,
+        *,
+        not_before: float | None = None,
+        fallback: dict[str, object] | None = None,
+        **detail: object,
+    ) -> bool:
+        """Claim the retry after `after_round` (state back to queued; with `not_before`, the
+        next call waits in faxmail's queue); False when it was claimed already or the job has
+        its result: then queue no call."""
         ...
 
     def claim_result(

@@ -58,7 +58,9 @@ class EventKind(StrEnum):
     ATTEMPT_UNANSWERED = "attempt-unanswered"
     ATTEMPT_SUCCESS = "attempt-success"
     ATTEMPT_FAILED = "attempt-failed"
-    REQUEUED = "requeued"  # a fax-level retry: another call file, the next round
+    REQUEUED = "requeued"  # the next call waits in faxmail's queue (a retry), the next round
+    DIALLING = "dialling"  # a dispatcher claimed the round and hands its call file to Asterisk
+    UNDIALLED = "undialled"  # that claim given back: the call file never reached Asterisk
     FAX_SENT = "fax-sent"
     FAX_FAILED = "fax-failed"
     UNANSWERED = "unanswered"  # failed: no attempt was answered
@@ -105,6 +107,19 @@ class Attempt:
     at: float
     outcome: AttemptOutcome
     detail: dict[str, object]  # reason, status, error, pages, bitrate, station...
+
+
+@dataclass(frozen=True)
+class DispatchRow:
+    """A job's place in faxmail's outbound queue: its next call, waiting or placed."""
+
+    job_id: str
+    round: int  # the number of the call: 1 for the first
+    not_before: float  # no call before this
+    fallback: dict[str, object] | None  # what this call changes (queuepolicy.Fallback's keys)
+    host: str | None  # None: waiting; else the dispatcher that placed the call
+    lease_until: float | None
+    claimed: float | None
 
 
 @dataclass(frozen=True)

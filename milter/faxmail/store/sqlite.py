@@ -31,6 +31,7 @@ from faxmail.store.model import (
     Window,
 )
 from faxmail.store.sqlite_claims import CLAIMS_SCHEMA, SqliteMessageIdClaims
+from faxmail.store.sqlite_dispatch import DISPATCH_SCHEMA, SqliteDispatch
 from faxmail.store.sqlite_queries import SqliteQueries
 from faxmail.store.sqlite_schema import (
     JOB_COLUMNS,
@@ -46,7 +47,7 @@ from faxmail.store.sqlite_schema import (
 _COUNTED_MARKS = marks(len(COUNTED_STATES))  # placeholders for "state IN (...)"
 
 
-class SqliteStore(SqliteMessageIdClaims):
+class SqliteStore(SqliteMessageIdClaims, SqliteDispatch):
     def __init__(self, path: Path) -> None:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -58,7 +59,7 @@ class SqliteStore(SqliteMessageIdClaims):
         )
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=FULL")  # a 250 promises the job is on disk
-        self._conn.executescript(SCHEMA + NOTIFY_SCHEMA + CLAIMS_SCHEMA)
+        self._conn.executescript(SCHEMA + NOTIFY_SCHEMA + CLAIMS_SCHEMA + DISPATCH_SCHEMA)
         self.queries = SqliteQueries(self._read)
 
     @property
@@ -208,33 +209,6 @@ class SqliteStore(SqliteMessageIdClaims):
             ).fetchall()
         return [attempt_from_row(*row) for row in rows]
 
-    @staticmethod
-    def _round(db: sqlite3.Connection, job_id: str) -> int:
-        (requeued,) = db.execute(
-            "SELECT count(*) FROM events WHERE job_id = ? AND kind = ?",
-            (job_id, EventKind.REQUEUED),
-        ).fetchone()
-        return int(requeued) + 1
-
-    def current_round(self, job_id: str) -> int:
-        """1 for the milter's call file, +1 for each fax-level retry queued since."""
-        with self._read() as db:
-            return self._round(db, job_id)
-
-    def claim_requeue(self, job_id: str, after_round: int, **detail: object) -> bool:
-        """Claim the fax-level retry that follows `after_round` (state back to "queued").
-
-        False when that retry was claimed already or the job has its result: a repeated call
-        must not queue a second call file.
-        """
-        with self._tx() as db:
-            done = db.execute("SELECT 1 FROM results WHERE job_id = ?", (job_id,)).fetchone()
-            if done or self._round(db, job_id) != after_round:
-                return False
-            db.execute("UPDATE jobs SET state = ? WHERE id = ?", (JobState.QUEUED, job_id))
-            self._event(db, job_id, EventKind.REQUEUED, {"round": after_round + 1, **detail})
-        return True
-
     def claim_result(
         self,
         job_id: str,
@@ -264,6 +238,7 @@ class SqliteStore(SqliteMessageIdClaims):
                 (job_id, outcome, time.time()),
             )
             db.execute("UPDATE jobs SET state = ? WHERE id = ?", (outcome, job_id))
+            db.execute("DELETE FROM dispatch WHERE job_id = ?", (job_id,))  # no call is left
             self._event(db, job_id, event, {"state": outcome, **detail})
         return True
 
