@@ -13,11 +13,10 @@ What each test counts comes from Asterisk's own log (the far end logs every arri
 number of calls then on its line), not from faxmail: busy/congested attempts and the most
 calls on a line at once.
 
-Until the dispatcher is merged these tests fail the way issue 17 describes (every accepted fax
-is a call file at once, so the calls collide): they are marked xfail, not strict, so the suite
-stays green; the lead removes the mark when the dispatcher lands. With it, the four take
-about 6 minutes in all (single-page faxes of about 15 s on the line, one after another where
-the line demands it); failing as today, about 2 minutes. Run only these:
+Before faxmail owned its queue these failed the way issue 17 describes (every accepted fax was
+a call file at once, so the calls collided). The four take about 6 minutes in all
+(single-page faxes of about 15 s on the line, one after another where the line demands it).
+Run only these:
 ``.venv/bin/pytest -q tests/test_e2e_queue.py``.
 """
 
@@ -54,7 +53,6 @@ pytestmark = [
     pytest.mark.e2e,
     pytest.mark.asterisk,
     pytest.mark.postfix,
-    pytest.mark.xfail(strict=False, reason="dispatcher not yet merged"),
 ]
 
 #: Seconds a single-page call may take, notify included, on a busy machine (about 15 s idle).
@@ -179,7 +177,7 @@ def fax_batch(gateway: Gateway, signer: Signer, numbers: list[str], line: str) -
 
 def assert_one_result_per_job(batch: Batch) -> None:
     per_job = collections.Counter(r.job for r in batch.results)
-    assert per_job == collections.Counter(batch.jobs), (per_job, batch.jobs)
+    assert per_job == collections.Counter(list(batch.jobs)), (per_job, batch.jobs)
     assert set(batch.jobs.values()) == {"sent"}, batch.jobs
 
 
