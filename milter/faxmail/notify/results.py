@@ -14,6 +14,7 @@ from typing import Any
 
 import img2pdf
 
+from faxmail.core.queuepolicy import Fallback
 from faxmail.notify.entry import BuildError, BuiltMail, MailMeta, new_meta
 from faxmail.notify.environment import Context
 from faxmail.notify.messages import AddressError, Part, compose, mailbox
@@ -171,6 +172,9 @@ def _attempt_lines(language: str, attempts: list[Attempt]) -> list[str]:
         else:
             error = _fax_error(attempt.detail, text)
             what = f"{text['answered']}{text['then']}{text['fax_failed']}: {error}"
+        fallback = attempt.detail.get("fallback")
+        if isinstance(fallback, dict) and fallback:
+            what += f" ({Fallback.model_validate(fallback).describe()})"
         lines.append(f"  {len(lines) + 1}. {_when(attempt.at)}  {what}")
     return lines or ["  -"]
 
