@@ -17,6 +17,7 @@ from faxmail.outbound.decision import Gateway
 from faxmail.outbound.dispatch import Dispatcher
 from faxmail.outbound.dnslookup import make_txt_lookup
 from faxmail.outbound.enqueue import Enqueuer
+from faxmail.outbound.wake import wake
 from faxmail.render.options import RenderOptions
 from faxmail.render.renderer import Renderer
 from faxmail.store.interface import JobStore
@@ -86,5 +87,6 @@ def build_runtime(settings: Settings, *, mode: Mode = "daemon") -> Runtime:
         renderer=renderer,
         work_root=work,
         dry_run=mode == "dry-run",
+        on_queued=(lambda: wake(state)) if dispatcher is not None else lambda: None,
     )
     return Runtime(settings, policies, store, spool, renderer, gateway, dispatcher)
