@@ -104,8 +104,13 @@ def test_milter_from_the_unit_accepts_a_signed_fax(
     )
     code, text = installed.send("alice@example.jp", FAX, dkim_keys["example.jp"].sign(mail))
     assert code == 250, f"{code} {text}\n{installed.milter_log.read_text()[-3000:]}"
-    calls = list(root.path("/var/spool/asterisk/outgoing").glob("*.call"))
-    assert len(calls) == 1
+    # The daemon's dispatcher places the call just after the 250: wait for it (not a timing
+    # assert: 30 s is only how long to wait before failing).
+    outgoing = root.path("/var/spool/asterisk/outgoing")
+    deadline = time.monotonic() + 30
+    while not (calls := list(outgoing.glob("*.call"))) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert len(calls) == 1, installed.milter_log.read_text()[-3000:]
     assert name_of(root, calls[0].stat().st_uid) == "asterisk"
     store = root.path("/var/lib/faxmail/faxmail.sqlite").stat()
     assert stat.S_IMODE(store.st_mode) == 0o640
