@@ -24,6 +24,7 @@ LAYERS: list[set[str]] = [
     {"notify"},
     {"daemon"},
     {"admin"},
+    {"web"},  # the status page reads through admin's queries; `faxmail web` is an entry point
 ]
 RANK = {name: rank for rank, names in enumerate(LAYERS) for name in names}
 

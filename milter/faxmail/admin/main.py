@@ -7,6 +7,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from faxmail.core.exitcodes import EX_CONFIG, EX_NOINPUT
 from faxmail.core.policy import Policy
@@ -175,7 +176,17 @@ def build_parser() -> argparse.ArgumentParser:
     from faxmail.admin.doctor import add_doctor_command
 
     add_doctor_command(sub)
+    _add_plugin_commands(sub)
     return parser
+
+
+def _add_plugin_commands(sub: Any) -> None:
+    """Commands of packages above admin/ (`faxmail web`): admin may not import them (they read
+    through admin's own queries), so they register as entry points (pyproject.toml)."""
+    from importlib.metadata import entry_points
+
+    for entry in sorted(entry_points(group="faxmail.commands"), key=lambda e: e.name):
+        entry.load()(sub)
 
 
 def main(argv: list[str] | None = None) -> int:

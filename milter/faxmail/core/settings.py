@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import socket as _socket
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -80,6 +80,26 @@ class Notify(_Strict):
     log_file: Path | None = None  # None: syslog (/dev/log) and standard error
 
 
+# What `faxmail web passwd` prints: scrypt:N:r:p$salt$key (base64).
+LOGIN_HASH = (
+    r"^scrypt:[0-9]{1,8}:[0-9]{1,3}:[0-9]{1,3}"  # N (cost), r, p
+    r"\$[A-Za-z0-9+/=]{8,128}\$[A-Za-z0-9+/=]{16,256}$"  # $salt$key
+)
+WEB_USER = r"^[A-Za-z0-9._@-]{1,64}$"  # no ":": HTTP Basic ends the name at the first one
+WebUser = Annotated[str, Field(pattern=WEB_USER)]
+WebPasswordHash = Annotated[str, Field(pattern=LOGIN_HASH)]
+
+
+class Web(_Strict):
+    """`faxmail web`, the read-only status page (faxmail/web/)."""
+
+    bind: str = Field(default="127.0.0.1", pattern=r"^[A-Za-z0-9.:-]{1,253}$")  # others: a proxy
+    port: int = Field(default=8895, ge=1, le=65535)
+    users: dict[WebUser, WebPasswordHash] = {}  # login → hash; none: the page does not start
+    recent_jobs: int = Field(default=50, ge=1, le=500)
+    chart_days: int = Field(default=14, ge=1, le=92)
+
+
 class Settings(_Strict):
     socket: str = "inet:8894@127.0.0.1"
     socket_group: str | None = "postfix"  # a unix socket is made 0660 with this group
@@ -94,6 +114,7 @@ class Settings(_Strict):
     milter_timeout: int = Field(default=600, ge=10)  # seconds libmilter waits on Postfix
     mail: Mail = Mail()
     notify: Notify = Notify()
+    web: Web = Web()
 
     @property
     def notify_spool(self) -> Path:
