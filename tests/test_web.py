@@ -155,7 +155,7 @@ def test_views_show_the_queue_per_line(site: Site) -> None:
         "not delivered",
     )
     assert len(page.days) == 14 and page.days[-1].received == 1
-    assert sum(d.sent for d in page.days) == 10
+    assert sum(d.outgoing for d in page.days) == 10
     assert sum(d.line_minutes for d in page.days) > 0
 
 
@@ -216,7 +216,7 @@ def test_chart_draws_bars_and_the_minutes_line() -> None:
     svg = ET.fromstring(str(daily_chart(days)))
     assert svg.tag == f"{SVG}svg"
     assert not svg.findall(f".//{SVG}script") and not svg.findall(f".//{SVG}foreignObject")
-    sent = svg.findall(f".//{SVG}rect[@class='sent']")
+    sent = svg.findall(f".//{SVG}rect[@class='outgoing']")
     received = svg.findall(f".//{SVG}rect[@class='received']")
     assert len(sent) == len(received) == 3
     heights = [float(r.get("height", "")) for r in sent]
@@ -225,7 +225,7 @@ def test_chart_draws_bars_and_the_minutes_line() -> None:
     [line] = svg.findall(f".//{SVG}polyline")
     assert len(line.get("points", "").split()) == 3
     titles = [t.text for t in svg.iter(f"{SVG}title")]
-    assert "2024-05-03: 7 sent" in titles and "2024-05-01: 1 received" in titles
+    assert "2024-05-03: 7 outgoing" in titles and "2024-05-01: 1 received" in titles
     labels = {t.text for t in svg.iter(f"{SVG}text")}
     assert {"05-01", "05-03", "10", "20"} <= labels  # days; scales: faxes to 10, minutes to 20
 

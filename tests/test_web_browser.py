@@ -184,7 +184,7 @@ def test_the_page_shows_hostile_text_as_text(
         thumb,
     )
     assert loaded == 160
-    assert len(browser.find_elements(By.CSS_SELECTOR, "svg.chart rect.sent")) == 14
+    assert len(browser.find_elements(By.CSS_SELECTOR, "svg.chart rect.outgoing")) == 14
 
     # The style sheet applied (the CSP allows only our own): th has its band colour.
     band = browser.find_element(By.CSS_SELECTOR, "#jobs th").value_of_css_property(

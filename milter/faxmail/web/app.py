@@ -20,11 +20,13 @@ from importlib.resources import files
 
 from jinja2 import Environment, PackageLoader
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
 from starlette.middleware.base import BaseHTTPMiddleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp
 
 from faxmail.admin.context import Admin
 from faxmail.web.chart import daily_chart
@@ -78,7 +80,7 @@ class SecurityHeaders(BaseHTTPMiddleware):
 
 
 class BasicLogin(BaseHTTPMiddleware):
-    def __init__(self, app: Callable[..., Awaitable[None]], logins: Logins) -> None:
+    def __init__(self, app: ASGIApp, logins: Logins) -> None:
         super().__init__(app)
         self.logins = logins
 
@@ -86,7 +88,9 @@ class BasicLogin(BaseHTTPMiddleware):
         self, request: Request, call_next: Callable[[Request], Awaitable[Response]]
     ) -> Response:
         header = request.headers.get("authorization")
-        user = self.logins.user(header)  # scrypt: a fraction of a second, only when new
+        # scrypt takes a fraction of a second (only for a header not seen yet): in a worker
+        # thread, so a guesser cannot stall the other requests.
+        user = await run_in_threadpool(self.logins.user, header)
         if user is None:
             if header:
                 log.warning(
@@ -128,7 +132,11 @@ def build_app(context: WebContext) -> Starlette:
         job_id = str(request.path_params["job_id"])
         if not JOB_ID.fullmatch(job_id):
             return refusal(404, "Not found", "No such job.")
-        admin = context.open_admin(request.state.user)
+        try:
+            admin = context.open_admin(request.state.user)
+        except (OSError, sqlite3.Error) as exc:
+            log.error("cannot open the job store: %s", exc)
+            return refusal(503, "Job store unavailable", "The job store cannot be read now.")
         try:
             job = admin.store.get(job_id)
             tiff = None if job is None else servable_tiff(job.tiff, fax_dir(admin))

@@ -1,5 +1,5 @@
-"""The page's chart, drawn on the server as SVG: faxes per day (bars: sent, received) and the
-estimated line minutes (a line on the right-hand scale). No script and no remote resource:
+"""The page's chart, drawn on the server as SVG: faxes per day (bars: outgoing, received) and
+the estimated line minutes (a line on the right-hand scale). No script and no remote resource:
 the Content-Security-Policy allows neither, and the picture must work offline.
 """
 
@@ -14,7 +14,7 @@ from faxmail.web.views import Day
 
 WIDTH, HEIGHT = 760, 240
 LEFT, RIGHT, TOP, BOTTOM = 44, 52, 28, 36  # room for the scales and the day labels
-SENT, RECEIVED, MINUTES, GRID, TEXT = "#2b6cb0", "#90cdf4", "#c05621", "#e2e8f0", "#4a5568"
+OUTGOING, RECEIVED, MINUTES, GRID, TEXT = "#2b6cb0", "#90cdf4", "#c05621", "#e2e8f0", "#4a5568"
 
 
 def nice_ceiling(value: float) -> float:
@@ -35,7 +35,7 @@ def _number(value: float) -> str:
 def daily_chart(days: Sequence[Day]) -> Markup:
     """The SVG element for `days` (oldest first), to be placed in the page as it is."""
     plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
-    faxes_top = nice_ceiling(max([max(d.sent, d.received) for d in days] or [0]))
+    faxes_top = nice_ceiling(max([max(d.outgoing, d.received) for d in days] or [0]))
     minutes_top = nice_ceiling(max([d.line_minutes for d in days] or [0]))
     slot = plot_w / max(len(days), 1)
     bar = max(slot * 0.36, 1.0)
@@ -66,7 +66,7 @@ def daily_chart(days: Sequence[Day]) -> Markup:
         x = LEFT + slot * n + slot / 2
         when = escape(day.day.isoformat())
         for offset, count, colour, what in (
-            (-bar, day.sent, SENT, "sent"),
+            (-bar, day.outgoing, OUTGOING, "outgoing"),
             (0.0, day.received, RECEIVED, "received"),
         ):
             y = y_faxes(count)
@@ -86,7 +86,11 @@ def daily_chart(days: Sequence[Day]) -> Markup:
             f'<polyline class="minutes" points="{" ".join(points)}" fill="none"'
             f' stroke="{MINUTES}" stroke-width="2"/>'
         )
-    legend = ((SENT, "sent"), (RECEIVED, "received"), (MINUTES, "line minutes (sent, estimated)"))
+    legend = (
+        (OUTGOING, "outgoing faxes"),
+        (RECEIVED, "received faxes"),
+        (MINUTES, "line minutes (outgoing, estimated)"),
+    )
     x = LEFT
     for colour, text in legend:
         parts.append(

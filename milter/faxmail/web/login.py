@@ -33,7 +33,9 @@ class Logins:
                 self._users[name] = PasswordHash.parse(text)
             except BadHash as exc:
                 raise LoginConfigError(f"web.users.{name}: {exc}") from exc
-        self._decoy = PasswordHash.parse(make_hash("decoy", n=2**14))
+        # An unknown name costs what a known one does (the largest configured cost).
+        cost = max((h.n for h in self._users.values()), default=2**10)
+        self._decoy = PasswordHash.parse(make_hash("decoy", n=cost))
         self._remembered: dict[bytes, tuple[str, float]] = {}
         self._clock = clock
 

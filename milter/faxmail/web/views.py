@@ -78,7 +78,7 @@ class InboundRow:
 @dataclass(frozen=True)
 class Day:
     day: date
-    sent: int  # faxes queued that day that reached Asterisk (admin/stats.py counts them)
+    outgoing: int  # faxes queued that day, as admin/stats.py counts them (not abandoned)
     received: int
     line_minutes: float
 
@@ -206,7 +206,7 @@ def daily(
     first: date,
     days: int,
 ) -> list[Day]:
-    """Faxes sent and received and estimated line minutes per local day, `first` onwards."""
+    """Faxes out and in, and estimated line minutes, per local day from `first` on."""
     by_day: dict[date, list[Job]] = defaultdict(list)
     for job in jobs:
         by_day[local_day(job.created)].append(job)
