@@ -21,7 +21,7 @@ from faxmail.admin.context import Admin, open_admin
 from faxmail.store.sqlite import SqliteStore
 from faxmail.web.app import SECURITY_HEADERS, WebContext, build_app
 from faxmail.web.chart import daily_chart, nice_ceiling
-from faxmail.web.login import LoginConfigError, Logins
+from faxmail.web.login import LoginConfigError, Logins, Throttle
 from faxmail.web.passwords import BadHash, PasswordHash, make_hash
 from faxmail.web.thumbnail import THUMB_WIDTH, servable_tiff
 from faxmail.web.views import Day, status_page
@@ -53,7 +53,7 @@ def client(site: Site) -> TestClient:
     def open_store(user: str) -> Admin:
         return Admin(settings, source, SqliteStore(Path(database)), actor=f"web:{user}")
 
-    app = build_app(WebContext(Logins(settings.web.users), open_store))
+    app = build_app(WebContext(Logins(settings.web.users), open_store, Throttle(limit=1000)))
     return TestClient(app)
 
 
@@ -262,6 +262,29 @@ def test_logins_name_the_key_and_remember_a_good_header() -> None:
     now[0] = 10_000.0  # remembered no more: checked anew, and still right
     assert logins.user(header) == "ann"
     assert logins.user(None) is None and not Logins({})
+
+
+def test_a_guesser_is_slowed_down(site: Site) -> None:
+    logins = Logins({USER: make_hash(PASSWORD, n=2**10)})
+    app = build_app(WebContext(logins, lambda user: open_admin(site.settings), Throttle(limit=2)))
+    guesser = TestClient(app)
+    for _ in range(2):
+        assert guesser.get("/style.css", headers=basic(USER, "guess")).status_code == 401
+    assert guesser.get("/style.css", headers=basic(USER, "guess")).status_code == 429
+    assert guesser.get("/style.css", headers=LOGIN).status_code == 429  # the window first
+    assert guesser.get("/style.css").status_code == 401  # no header: nothing to check
+
+
+def test_throttle_windows() -> None:
+    now = [0.0]
+    throttle = Throttle(limit=2, window_s=60, clock=lambda: now[0])
+    throttle.refused("a")
+    throttle.refused("a")
+    assert throttle.blocked("a") and not throttle.blocked("b")
+    now[0] = 61.0
+    assert not throttle.blocked("a")
+    throttle.refused("a")
+    assert not throttle.blocked("a")
 
 
 # --- the command --------------------------------------------------------------------------------

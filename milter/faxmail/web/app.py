@@ -15,7 +15,7 @@ import logging
 import re
 import sqlite3
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib.resources import files
 
 from jinja2 import Environment, PackageLoader
@@ -30,7 +30,7 @@ from starlette.types import ASGIApp
 
 from faxmail.admin.context import Admin
 from faxmail.web.chart import daily_chart
-from faxmail.web.login import Logins
+from faxmail.web.login import Logins, Throttle
 from faxmail.web.thumbnail import NoThumbnail, page_one_png, servable_tiff
 from faxmail.web.views import fax_dir, status_page
 
@@ -62,6 +62,7 @@ STYLE = (files("faxmail.web") / "static" / "style.css").read_bytes()
 class WebContext:
     logins: Logins
     open_admin: Callable[[str], Admin]  # a fresh store for each request, as that login
+    throttle: Throttle = field(default_factory=Throttle)
 
 
 def refusal(status: int, title: str, text: str, **headers: str) -> HTMLResponse:
@@ -80,23 +81,26 @@ class SecurityHeaders(BaseHTTPMiddleware):
 
 
 class BasicLogin(BaseHTTPMiddleware):
-    def __init__(self, app: ASGIApp, logins: Logins) -> None:
+    def __init__(self, app: ASGIApp, logins: Logins, throttle: Throttle) -> None:
         super().__init__(app)
         self.logins = logins
+        self.throttle = throttle
 
     async def dispatch(
         self, request: Request, call_next: Callable[[Request], Awaitable[Response]]
     ) -> Response:
         header = request.headers.get("authorization")
+        client = request.client.host if request.client else "?"
+        if header and self.throttle.blocked(client):
+            return refusal(429, "Too many refused logins", "Try again in a minute.")
         # scrypt takes a fraction of a second (only for a header not seen yet): in a worker
         # thread, so a guesser cannot stall the other requests.
         user = await run_in_threadpool(self.logins.user, header)
         if user is None:
             if header:
+                self.throttle.refused(client)
                 log.warning(
-                    "login refused for %r from %s",
-                    self.logins.claimed_name(header),
-                    request.client.host if request.client else "?",
+                    "login refused for %r from %s", self.logins.claimed_name(header), client
                 )
             return refusal(
                 401,
@@ -169,6 +173,6 @@ def build_app(context: WebContext) -> Starlette:
         ],
         middleware=[
             Middleware(SecurityHeaders),
-            Middleware(BasicLogin, logins=context.logins),
+            Middleware(BasicLogin, logins=context.logins, throttle=context.throttle),
         ],
     )

@@ -82,3 +82,30 @@ def _basic(authorization: str) -> tuple[str, str] | None:
         return None
     name, colon, password = decoded.partition(":")
     return (name, password) if colon else None
+
+
+class Throttle:
+    """At most `limit` refused logins per client address in `window_s`; past that the client
+    is answered 429 until its window ends, without spending scrypt on its guesses."""
+
+    def __init__(
+        self, limit: int = 10, window_s: float = 60.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.limit, self.window_s, self._clock = limit, window_s, clock
+        self._refused: dict[str, tuple[int, float]] = {}  # client → (count, window's start)
+
+    def blocked(self, client: str) -> bool:
+        count, start = self._refused.get(client, (0, 0.0))
+        if self._clock() - start >= self.window_s:
+            self._refused.pop(client, None)
+            return False
+        return count >= self.limit
+
+    def refused(self, client: str) -> None:
+        now = self._clock()
+        count, start = self._refused.get(client, (0, now))
+        if now - start >= self.window_s:
+            count, start = 0, now
+        if len(self._refused) >= 10_000:  # many addresses: forget, rather than grow
+            self._refused.clear()
+        self._refused[client] = (count + 1, start)
