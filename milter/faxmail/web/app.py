@@ -55,6 +55,10 @@ TEMPLATES = Environment(
     autoescape=True,  # every template, whatever its name: mail text is never markup
     auto_reload=False,
 )
+# Loaded (and compiled) when the module is imported, before `faxmail web` gives up root for
+# asterisk.user: that user may not be able to read the interpreter's own lazily loaded files.
+PAGE = TEMPLATES.get_template("page.html")
+REFUSED = TEMPLATES.get_template("refused.html")
 STYLE = (files("faxmail.web") / "static" / "style.css").read_bytes()
 
 
@@ -66,7 +70,7 @@ class WebContext:
 
 
 def refusal(status: int, title: str, text: str, **headers: str) -> HTMLResponse:
-    body = TEMPLATES.get_template("refused.html").render(title=title, text=text)
+    body = REFUSED.render(title=title, text=text)
     return HTMLResponse(body, status_code=status, headers=headers)
 
 
@@ -124,9 +128,7 @@ def build_app(context: WebContext) -> Starlette:
             status = status_page(admin)
         finally:
             admin.close()
-        body = TEMPLATES.get_template("page.html").render(
-            page=status, chart=daily_chart(status.days), user=user
-        )
+        body = PAGE.render(page=status, chart=daily_chart(status.days), user=user)
         return HTMLResponse(body)
 
     def style(_: Request) -> Response:
