@@ -6,12 +6,17 @@ from __future__ import annotations
 
 import base64
 import io
+import os
+import pwd
+import shutil
 import subprocess
 import sys
+import tempfile
 import xml.etree.ElementTree as ET
 from datetime import date
 from pathlib import Path
 
+import httpx
 import pytest
 import yaml
 from PIL import Image
@@ -25,6 +30,7 @@ from faxmail.web.login import LoginConfigError, Logins, Throttle
 from faxmail.web.passwords import BadHash, PasswordHash, make_hash
 from faxmail.web.thumbnail import THUMB_WIDTH, servable_tiff
 from faxmail.web.views import Day, status_page
+from infra.net import free_port, wait_tcp
 from web_site import (
     HOSTILE_CALLER,
     HOSTILE_SENDER,
@@ -337,3 +343,40 @@ def test_web_help_teaches() -> None:
     text = " ".join(done.stdout.split())
     for words in ("read-only", "faxmail web passwd NAME", "127.0.0.1:8895", "reverse proxy"):
         assert words in text
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to become asterisk.user")
+def test_web_as_root_serves_as_asterisk_user() -> None:
+    """Root gives way to asterisk.user before serving; the page still renders afterwards."""
+    try:
+        owner = pwd.getpwnam("asterisk")
+    except KeyError:
+        pytest.skip("no user asterisk on this machine")
+    root = Path(tempfile.mkdtemp(prefix="fxm-web-"))
+    try:
+        root.chmod(0o755)  # /tmp/pytest-of-root is root's alone
+        site = make_site(root)
+        settings = yaml.safe_load(site.settings.read_text())
+        settings["asterisk"]["user"] = "asterisk"
+        site.settings.write_text(yaml.safe_dump(settings))
+        for path in [root, *root.rglob("*")]:
+            os.chown(path, owner.pw_uid, owner.pw_gid)
+        port = free_port()
+        command = "from faxmail.admin.main import main; raise SystemExit(main())"
+        args = ["web", "--settings", str(site.settings), "--port", str(port)]
+        server = subprocess.Popen(
+            [sys.executable, "-c", command, *args],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            assert wait_tcp("127.0.0.1", port, 30)
+            status = Path(f"/proc/{server.pid}/status").read_text()
+            assert f"Uid:\t{owner.pw_uid}\t" in status
+            page = httpx.get(f"http://127.0.0.1:{port}/", auth=(USER, PASSWORD), timeout=30)
+            assert page.status_code == 200 and f'id="job-{site.sent}"' in page.text
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
