@@ -205,13 +205,23 @@ class FaxMilter(Milter.Base):  # type: ignore[misc]
                 address,
                 queued.pages,
             )
+        for address in queued.previews:
+            log.info(
+                "preview queue_id=%s from=%s proof=%s number=%s pages=%d: mailed back, not dialled",
+                session.queue_id,
+                queued.identity.author,
+                queued.identity.proof,
+                address,
+                queued.pages,
+            )
         fax = queued.fax  # as decided, even if the policy was edited meanwhile
         if self.other_rcpts == 0 and fax.after_queueing == "discard":
             return DISCARD  # nobody else is to receive it
         # The leading space is ours to write: we negotiated header_leading_space.
         results = authentication_results(self.authserv_id, queued.identity)
         self.addheader("Authentication-Results", " " + results, 0)  # on top (RFC 8601)
-        self.addheader("X-Faxmail-Job", " " + ", ".join(sorted(set(queued.jobs.values()))))
+        if queued.jobs:
+            self.addheader("X-Faxmail-Job", " " + ", ".join(sorted(set(queued.jobs.values()))))
         if fax.after_queueing == "archive" and fax.archive_address:
             self.addrcpt(f"<{fax.archive_address}>")
         for recipient in self.fax_rcpts:
