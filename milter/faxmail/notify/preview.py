@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import logging
 import secrets
+from pathlib import Path
 
-from faxmail.notify.convert import fax_to_pdf
+import img2pdf
+
 from faxmail.notify.deliver import deliver
 from faxmail.notify.entry import new_meta
 from faxmail.notify.environment import Context
@@ -42,12 +44,12 @@ FOOTER = {"en": "-- \nfaxmail (automatic message)", "ja": "-- \nfaxmail (自動�
 def spool_preview(ctx: Context, request: PreviewRequest) -> str:
     """Build and spool the preview mail; its entry's name (OSError: nothing spooled)."""
     words = WORDS.get(request.language, WORDS["en"])
-    converted = fax_to_pdf(request.tiff, preview_width=100)
+    pdf = _pdf(request.tiff)
     numbers = ", ".join(request.numbers)
     text = words["intro"].format(numbers=numbers, pages=request.pages)
     attachments = []
-    if converted.pdf is not None:
-        attachments.append(Part(converted.pdf, "application/pdf", "fax-preview.pdf"))
+    if pdf is not None:
+        attachments.append(Part(pdf, "application/pdf", "fax-preview.pdf"))
     else:
         text += "\n" + words["no_pdf"]
     built = compose(
@@ -62,6 +64,16 @@ def spool_preview(ctx: Context, request: PreviewRequest) -> str:
     ctx.spool.create(name, meta, built.data)
     log.info("%s: preview of %d page(s) for %s spooled", name, request.pages, request.to)
     return name
+
+
+def _pdf(tiff: Path) -> bytes | None:
+    """The G4 pages wrapped losslessly. img2pdf's own PDF writer: this runs inside the milter,
+    where pikepdf (img2pdf's default writer when installed) deadlocked a libmilter thread."""
+    try:
+        return bytes(img2pdf.convert(str(tiff), engine=img2pdf.Engine.internal))
+    except Exception as exc:  # noqa: BLE001 - img2pdf raises a zoo of types; all mean "no PDF"
+        log.warning("preview: img2pdf failed on %s: %r", tiff, exc)
+        return None
 
 
 def mail_preview(ctx: Context, request: PreviewRequest) -> None:
