@@ -324,3 +324,18 @@ def test_preview_address() -> None:
 def test_image_is_untouched_by_pillow_globals() -> None:
     # Pillow's drawing must not leave state that changes later decoding (a sanity check)
     assert Image.MAX_IMAGE_PIXELS is None or Image.MAX_IMAGE_PIXELS > 0
+
+
+def test_huge_text_is_refused_before_layout(tmp_path: Path) -> None:
+    from faxmail.core.replies import TOO_MANY_PAGES
+    from faxmail.render.options import RenderOptions
+    from faxmail.render.renderer import Renderer
+
+    renderer = Renderer(RenderOptions(max_pages=3))
+    with pytest.raises(Refusal) as refused:
+        renderer.render([], tmp_path, FrontMatter(body="x" * 1_000_000))
+    assert refused.value.reply == TOO_MANY_PAGES.format(pages="more than 3", limit=3)
+    with pytest.raises(Refusal) as counted:  # laid out: 4 pages of lines
+        renderer.render([], tmp_path, FrontMatter(body="\n".join(["line"] * 41 * 4)))
+    assert counted.value.reply == TOO_MANY_PAGES.format(pages=4, limit=3)
+    assert list(tmp_path.iterdir()) == []

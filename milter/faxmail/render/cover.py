@@ -25,6 +25,8 @@ from faxmail.render.textpages import (
     text_lines,
 )
 
+# A page holds 41 lines of at most ~90 characters (text_lines at 11 pt): these bound it above.
+MAX_CHARS_PER_PAGE, MAX_LINES = 6000, 60
 _ONE_LINE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
 
 
@@ -40,6 +42,12 @@ class FrontMatter:
     @property
     def empty(self) -> bool:
         return self.cover is None and not self.body
+
+    def surely_more_than(self, pages: int) -> bool:
+        """More text than `pages` pages can hold, told without laying it out (a huge body
+        is refused at once, not wrapped first)."""
+        text = self.body + self.cover_text
+        return len(text) > pages * MAX_CHARS_PER_PAGE or text.count("\n") > pages * MAX_LINES
 
 
 def front_pages(front: FrontMatter, geometry: Geometry, document_pages: int) -> list[PageLines]:

@@ -116,6 +116,9 @@ class Renderer:
         front = front if front is not None and not front.empty else None
         if not documents and front is None:
             raise ValueError("nothing to render")
+        if front is not None and front.surely_more_than(self.options.max_pages):
+            pages = f"more than {self.options.max_pages}"
+            raise Refusal(TOO_MANY_PAGES.format(pages=pages, limit=self.options.max_pages))
         started = time.monotonic()
         try:
             if documents:
