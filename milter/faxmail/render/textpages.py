@@ -13,7 +13,7 @@ import functools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Literal
+from typing import Literal
 
 from PIL import Image, ImageDraw, ImageFont, TiffImagePlugin
 
@@ -147,8 +147,7 @@ def write_pages(pages: Iterable[Image.Image], output: Path, y_dpi: int) -> None:
     label_min_is_white(output)
 
 
-def _append(tiff: IO[bytes], bits: Image.Image, y_dpi: int) -> None:
-    stride = (bits.width + 7) // 8
+def _append(tiff: TiffImagePlugin.AppendingTiffWriter, bits: Image.Image, y_dpi: int) -> None:
+    stride = (bits.width + 7) // 8  # one strip per page, as binarise.write_fax_tiff writes
     bits.save(tiff, "TIFF", compression="group4", dpi=(204, y_dpi), strip_size=stride * bits.height)
-    assert isinstance(tiff, TiffImagePlugin.AppendingTiffWriter)
     tiff.newFrame()
