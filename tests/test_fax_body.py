@@ -121,6 +121,7 @@ def test_cover_body_and_pdf(
     # 1 cover sheet + 1 page of the mail's text + the PDF's 2 pages
     assert len(pages) == 4
     assert job_rows(milter, "pages, state") == [(4, "queued")]
+    assert "pages=4 added=cover,text" in milter.log()
     cover, text = ocr(pages[0]), ocr(pages[1])
     assert "FAX送付状" in cover and "山田太郎" in cover and "会議資料" in cover, cover
     assert "送付状を含め4枚" in cover, cover

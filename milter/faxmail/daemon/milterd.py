@@ -195,15 +195,18 @@ class FaxMilter(Milter.Base):  # type: ignore[misc]
 
     def _deliver(self, session: Session, queued: Queued) -> int:
         """The fax is queued: take the fax recipients off the mail (or drop it)."""
+        # pages counts the cover sheet and text pages faxmail drew ("added"), if any
+        added = f" added={','.join(queued.added)}" if queued.added else ""
         for address, job_id in queued.jobs.items():
             log.info(
-                "queued queue_id=%s job=%s from=%s proof=%s number=%s pages=%d",
+                "queued queue_id=%s job=%s from=%s proof=%s number=%s pages=%d%s",
                 session.queue_id,
                 job_id,
                 queued.identity.author,
                 queued.identity.proof,
                 address,
                 queued.pages,
+                added,
             )
         for address in queued.previews:
             log.info(
