@@ -13,6 +13,7 @@ from faxmail.daemon.runtime import build_runtime
 from faxmail.outbound.recipient import FaxRecipient
 
 ACCEPTED = Reply("250", "2.0.0", "fax queued")
+_ADDED = {"cover": "cover sheet", "text": "the mail's text"}
 
 
 def _entry(stage: str, address: str | None, reply: Reply) -> dict[str, Any]:
@@ -67,6 +68,10 @@ def run_dry(
                     "proof": queued.identity.proof,
                     "dkim_domain": queued.identity.dkim.domain if queued.identity.dkim else None,
                     "pages": queued.pages,
+                    # the cover sheet and the mail's text count as pages like the attachments
+                    "pages_added": queued.added_pages,
+                    "added": ", ".join(_ADDED[name] for name in queued.added) or "nothing",
+                    "previews": ", ".join(queued.previews) or "none",
                     "subject": queued.facts.subject,
                 }
         else:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import (
@@ -19,6 +20,7 @@ from pydantic import (
     model_validator,
 )
 
+from faxmail.core.contentpolicy import BodyPolicy, CoverPolicy, check_cover_template
 from faxmail.core.queuepolicy import (
     CHANNEL_PATTERN,
     DialLine,
@@ -115,7 +117,10 @@ class Sender(Strict):
     proof: tuple[Proof, ...] = ("dkim",)  # any one of these suffices
     destinations: DestinationRules = DestinationRules()
     limits: Limits = Limits()
-    language: Literal["ja", "en"] | None = None  # of the result mail
+    language: Literal["ja", "en"] | None = None  # of the result mail and the cover sheet
+    # On the cover sheet: the sender's name when From: has no display name, and the company
+    name: str | None = Field(default=None, max_length=100)
+    company: str | None = Field(default=None, max_length=100)
     # None: authentication.unsigned_recipients decides (see there)
     unsigned_recipients: bool | None = None
 
@@ -192,6 +197,12 @@ class Fax(Strict):
     duplicate_window_hours: float = Field(default=24, ge=0)
     after_queueing: Literal["discard", "archive"] = "discard"
     archive_address: str | None = None
+    # The mail's own text as pages, a cover sheet, a preview mailed back (README "The mail
+    # body, the cover sheet and the preview"); validated in contentpolicy.py.
+    body: BodyPolicy = "never"  # as before: a mail that forgot its attachment is refused
+    cover: CoverPolicy = "none"
+    cover_template: Annotated[Path | None, AfterValidator(check_cover_template)] = None
+    preview: bool = True  # fax+preview+<number>@...: the rendered pages mailed back, not dialled
 
     @field_validator("channel")
     @classmethod

@@ -107,3 +107,8 @@ MIME_TOO_DEEP = Reply(
 SEND_LATER_REFUSED = Reply(
     "550", "5.5.4", "the fax cannot be sent at the time the Subject asks for: {why!s}"
 )
+
+# --- end of message: the mail's text as the fax (outbound/content.py) ---
+NO_TEXT_TO_FAX = Reply(
+    "550", "5.6.0", "no attachment and no text in the mail to fax (fax.body: {policy!s})"
+)

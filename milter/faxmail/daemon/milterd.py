@@ -195,11 +195,23 @@ class FaxMilter(Milter.Base):  # type: ignore[misc]
 
     def _deliver(self, session: Session, queued: Queued) -> int:
         """The fax is queued: take the fax recipients off the mail (or drop it)."""
+        # pages counts the cover sheet and text pages faxmail drew ("added"), if any
+        added = f" added={','.join(queued.added)}" if queued.added else ""
         for address, job_id in queued.jobs.items():
             log.info(
-                "queued queue_id=%s job=%s from=%s proof=%s number=%s pages=%d",
+                "queued queue_id=%s job=%s from=%s proof=%s number=%s pages=%d%s",
                 session.queue_id,
                 job_id,
+                queued.identity.author,
+                queued.identity.proof,
+                address,
+                queued.pages,
+                added,
+            )
+        for address in queued.previews:
+            log.info(
+                "preview queue_id=%s from=%s proof=%s number=%s pages=%d: mailed back, not dialled",
+                session.queue_id,
                 queued.identity.author,
                 queued.identity.proof,
                 address,
@@ -211,7 +223,8 @@ class FaxMilter(Milter.Base):  # type: ignore[misc]
         # The leading space is ours to write: we negotiated header_leading_space.
         results = authentication_results(self.authserv_id, queued.identity)
         self.addheader("Authentication-Results", " " + results, 0)  # on top (RFC 8601)
-        self.addheader("X-Faxmail-Job", " " + ", ".join(sorted(set(queued.jobs.values()))))
+        if queued.jobs:
+            self.addheader("X-Faxmail-Job", " " + ", ".join(sorted(set(queued.jobs.values()))))
         if fax.after_queueing == "archive" and fax.archive_address:
             self.addrcpt(f"<{fax.archive_address}>")
         for recipient in self.fax_rcpts:

@@ -17,6 +17,7 @@ from faxmail.outbound.decision import Gateway
 from faxmail.outbound.dispatch import Dispatcher
 from faxmail.outbound.dnslookup import make_txt_lookup
 from faxmail.outbound.enqueue import Enqueuer
+from faxmail.outbound.preview import PreviewMailer, PreviewRequest
 from faxmail.outbound.wake import wake
 from faxmail.render.options import RenderOptions
 from faxmail.render.renderer import Renderer
@@ -49,6 +50,21 @@ def _share_store(state: Path, owner: tuple[int, int]) -> None:
     Asterisk runs as that user, writes to it too ("attempt to write a readonly database")."""
     for path in (state, *state.glob("faxmail.sqlite*")):
         os.chown(path, *owner)
+
+
+def _preview_mailer(
+    settings: Settings, policies: PolicyHolder, store: SqliteStore
+) -> PreviewMailer:
+    """Previews go out through notify's outbox, with the policy as it reads at that moment."""
+    from faxmail.notify.environment import Context
+    from faxmail.notify.outbox import NotifySpool
+    from faxmail.notify.preview import mail_preview
+
+    def mail(request: PreviewRequest) -> None:
+        spool = NotifySpool(settings.notify_spool)
+        mail_preview(Context(settings, policies.current(), store, spool), request)
+
+    return mail
 
 
 def build_runtime(settings: Settings, *, mode: Mode = "daemon") -> Runtime:
@@ -88,5 +104,6 @@ def build_runtime(settings: Settings, *, mode: Mode = "daemon") -> Runtime:
         work_root=work,
         dry_run=mode == "dry-run",
         on_queued=(lambda: wake(state)) if dispatcher is not None else lambda: None,
+        preview_mailer=_preview_mailer(settings, policies, store) if mode == "daemon" else None,
     )
     return Runtime(settings, policies, store, spool, renderer, gateway, dispatcher)

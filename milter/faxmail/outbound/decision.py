@@ -26,6 +26,7 @@ from faxmail.core.policywatch import PolicyHolder
 from faxmail.core.replies import (
     FROM_MISSING,
     FROM_NOT_SINGLE,
+    LOCAL_ERROR,
     MESSAGE_TOO_BIG,
     QUEUE_UNAVAILABLE,
     RENDERER_BUSY,
@@ -35,10 +36,12 @@ from faxmail.core.replies import (
 from faxmail.core.session import Session
 from faxmail.outbound.authenticate import Identity, identify_sender
 from faxmail.outbound.authorize import check_destination, check_rate, max_pages, rate_limits
+from faxmail.outbound.content import documents_required, front_matter
 from faxmail.outbound.dnslookup import TxtLookup
 from faxmail.outbound.enqueue import Enqueuer, new_job_id
 from faxmail.outbound.extract import extract_documents, parse_message_file
 from faxmail.outbound.facts import MessageFacts, message_facts
+from faxmail.outbound.preview import PreviewMailer, PreviewRequest
 from faxmail.outbound.recipient import FaxRecipient, parse_recipient
 from faxmail.outbound.replayguard import check_not_faxed, faxed_once
 from faxmail.outbound.senders import could_match_at_rcpt
@@ -60,6 +63,9 @@ class Queued:
     pages: int
     facts: MessageFacts
     fax: Fax  # the policy's fax settings this decision used (what to do with the mail now)
+    previews: tuple[str, ...] = ()  # preview addresses whose pages were mailed back
+    added: tuple[str, ...] = ()  # what faxmail drew in front of the attachments: cover, text
+    added_pages: int = 0  # of `pages`
 
 
 BIG_MESSAGE_BYTES = 4 * 1024 * 1024
@@ -78,6 +84,8 @@ class Gateway:
     # Told once a mail's jobs are queued: the daemon pokes its dispatcher, so the first call is
     # placed just after the 250 instead of at the dispatcher's next tick.
     on_queued: Callable[[], object] = lambda: None
+    # Mails a preview's pages back (notify's outbox, wired in by the daemon); None: no previews
+    preview_mailer: PreviewMailer | None = None
     # A mail being decided is parsed into memory (its documents' encoded text): big ones take
     # turns, so memory stays bounded however many arrive at once.
     _big_messages: threading.Semaphore = field(default_factory=lambda: threading.Semaphore(1))
@@ -90,7 +98,9 @@ class Gateway:
     def check_recipient(self, session: Session, address: str) -> FaxRecipient | None:
         """None for ordinary mail; the fax recipient if allowed so far; Refusal otherwise."""
         policy = self.policy
-        recipient = parse_recipient(address, policy.fax_address, policy.destinations.region)
+        recipient = parse_recipient(
+            address, policy.fax_address, policy.destinations.region, previews=policy.fax.preview
+        )
         if recipient is None:
             return None
         check_destination(recipient.number, policy)
@@ -150,20 +160,46 @@ class Gateway:
             raise Refusal(QUEUE_UNAVAILABLE)
         workdir = Path(tempfile.mkdtemp(prefix="job-", dir=self.work_root))
         try:
-            # extract, render
-            documents = extract_documents(message, workdir)
-            rendered = self._renderer(policy, max_pages(policy, identity.entry)).render(
-                documents, workdir
+            # extract (attachments, the mail's text, a cover sheet), render
+            documents = extract_documents(message, workdir, required=documents_required(policy.fax))
+            language = identity.entry.language or policy.language
+            front = front_matter(
+                policy.fax,
+                message,
+                documents,
+                facts=facts,
+                author=identity.author,
+                entry=identity.entry,
+                language=language,
+                recipients=recipients,
+                now=datetime.now().astimezone(),
             )
+            rendered = self._renderer(policy, max_pages(policy, identity.entry)).render(
+                documents, workdir, front
+            )
+            added = tuple(name for name, on in (("cover", front.cover), ("text", front.body)) if on)
+            previews = tuple(r.address for r in recipients if r.preview)
+            faxes = [r for r in recipients if not r.preview]
             # Signed without To:/Cc: (unsigned_recipients): one SMTP transaction may fax it.
             single_use = identity.dkim.single_use_message_id if identity.dkim else None
             if self.dry_run:
                 check_not_faxed(self.store, single_use)
-                dry = {r.address: "(dry run)" for r in recipients}
-                return Queued(identity, dry, rendered.pages, facts, policy.fax)
+                dry = {r.address: "(dry run)" for r in faxes}
+                return Queued(
+                    identity,
+                    dry,
+                    rendered.pages,
+                    facts,
+                    policy.fax,
+                    previews,
+                    added,
+                    rendered.front_pages,
+                )
+            if previews:
+                self._mail_preview(identity.author, recipients, facts, rendered, language)
             # enqueue: one job per fax recipient
-            digest = _digest(documents)
-            with faxed_once(self.store, single_use):
+            digest = _digest(documents) if documents else _text_digest(front.body, front.cover_text)
+            with faxed_once(self.store, single_use if faxes else None):
                 jobs = {
                     r.address: self.enqueuer.enqueue(
                         self._job(session, identity, facts, r, rendered, digest, policy),
@@ -172,12 +208,37 @@ class Gateway:
                         limits=limits,
                         not_before=not_before,
                     )
-                    for r in recipients
+                    for r in faxes
                 }
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
-        self.on_queued()
-        return Queued(identity, jobs, rendered.pages, facts, policy.fax)
+        if jobs:
+            self.on_queued()
+        return Queued(
+            identity, jobs, rendered.pages, facts, policy.fax, previews, added, rendered.front_pages
+        )
+
+    def _mail_preview(
+        self,
+        author: str,
+        recipients: Sequence[FaxRecipient],
+        facts: MessageFacts,
+        rendered: RenderedFax,
+        language: str,
+    ) -> None:
+        """Spool the preview mail (before the 250: a fault here answers 4xx, nothing sent)."""
+        if self.preview_mailer is None:
+            log.error("a preview was asked for, but this process cannot send mail")
+            raise Refusal(QUEUE_UNAVAILABLE)
+        numbers = tuple(r.number.given for r in recipients if r.preview)
+        request = PreviewRequest(
+            author, numbers, facts.subject, rendered.pages, rendered.tiff, language
+        )
+        try:
+            self.preview_mailer(request)
+        except OSError as exc:
+            log.error("preview for %s could not be spooled: %s", author, exc)
+            raise Refusal(LOCAL_ERROR) from exc
 
     def _renderer(self, policy: Policy, pages: int) -> Renderer:
         """The renderer for these options; all share the daemon's concurrency slots."""
@@ -240,6 +301,11 @@ def requested_time(subject: str, policy: Policy) -> float | None:
     if isinstance(asked, SendLaterRefused):
         raise Refusal(asked.reply)
     return None if asked is None else asked.timestamp()
+
+
+def _text_digest(*texts: str) -> str:
+    """Of a fax that is only the mail's text: the same text to the same number is a duplicate."""
+    return hashlib.sha256("\0".join(texts).encode("utf-8")).hexdigest()
 
 
 def _digest(documents: Sequence[Document]) -> str:

@@ -151,11 +151,13 @@ def extract_documents(
     *,
     max_parts: int = MAX_PARTS,
     max_depth: int = MAX_DEPTH,
+    required: bool = True,
 ) -> list[Document]:
     """Write every faxable part of `message` into `workdir`, in document order.
 
     Raises Refusal: MIME_TOO_MANY_PARTS / MIME_TOO_DEEP (checked before anything is decoded),
-    DOCUMENT_DAMAGED (bad base64, declared document that is not one, empty), NOTHING_TO_FAX.
+    DOCUMENT_DAMAGED (bad base64, declared document that is not one, empty), NOTHING_TO_FAX
+    (unless not `required`: the mail's text may be faxed instead, outbound/content.py).
     Files written before a refusal are removed again.
     """
     candidates = _candidates(message, max_parts, max_depth)
@@ -181,7 +183,7 @@ def extract_documents(
         for document in documents:
             document.path.unlink(missing_ok=True)
         raise
-    if not documents:
+    if not documents and required:
         raise Refusal(NOTHING_TO_FAX)
     return documents
 

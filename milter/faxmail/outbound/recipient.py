@@ -29,6 +29,10 @@ class PhoneNumber:
 class FaxRecipient:
     address: str  # the RCPT TO address, as given (without <>)
     number: PhoneNumber
+    preview: bool = False  # fax+preview+<number>@...: mail the pages back, dial nothing
+
+
+PREVIEW_TAG = "preview"
 
 
 def strip_brackets(address: str) -> str:
@@ -82,9 +86,17 @@ def parse_number(text: str, region: str) -> PhoneNumber:
     )
 
 
-def parse_recipient(address: str, pattern: FaxAddress, region: str) -> FaxRecipient | None:
-    """None for a mail address that is not a fax address; Refusal for a bad number."""
+def parse_recipient(
+    address: str, pattern: FaxAddress, region: str, *, previews: bool = False
+) -> FaxRecipient | None:
+    """None for a mail address that is not a fax address; Refusal for a bad number.
+
+    With `previews`, `fax+preview+<number>` asks for the pages by mail instead of a call."""
     text = fax_number_text(address, pattern)
     if text is None:
         return None
+    tag = PREVIEW_TAG + pattern.delimiter
+    if previews and text.lower().startswith(tag):
+        number = parse_number(text[len(tag) :], region)
+        return FaxRecipient(strip_brackets(address), number, preview=True)
     return FaxRecipient(strip_brackets(address), parse_number(text, region))

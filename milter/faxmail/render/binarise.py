@@ -208,3 +208,7 @@ def _label_min_is_white(path: Path) -> None:
             end = max(end, offset + 2 + 12 * count + 4, sum(strip.values()))
             (offset,) = struct.unpack(order + "I", os.pread(fd, 4, offset + 2 + 12 * count))
         os.ftruncate(fd, end)
+
+
+# The same relabelling for the pages textpages.py draws (one convention for every fax page).
+label_min_is_white = _label_min_is_white

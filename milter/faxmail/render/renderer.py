@@ -15,6 +15,7 @@ What it costs against bare Ghostscript is measured by bench/ (bench/README.md).
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import shutil
@@ -38,6 +39,7 @@ from faxmail.core.replies import (
 )
 from faxmail.render import ghostscript
 from faxmail.render.binarise import write_fax_tiff
+from faxmail.render.cover import FrontMatter, front_pages
 from faxmail.render.images import image_pages, image_pdf
 from faxmail.render.options import PAGE_POINTS, RenderOptions
 from faxmail.render.pdfcheck import (
@@ -46,6 +48,7 @@ from faxmail.render.pdfcheck import (
     normalise_pdf,
     require_pdf_header,
 )
+from faxmail.render.textpages import Geometry, draw_page, ink_of, write_pages
 from faxmail.render.tiffcheck import validate_fax_tiff
 
 log = logging.getLogger("faxmail.render")
@@ -69,6 +72,7 @@ class RenderedFax:
     pages: int
     seconds: float
     size: int
+    front_pages: int = 0  # of `pages`: the cover sheet and the mail's text, drawn here
 
 
 class _Shared:
@@ -99,18 +103,28 @@ class Renderer:
         """A renderer with other options that shares this one's slots and processes."""
         return Renderer(options, slot_wait_s=self.slot_wait_s, shared=self._shared)
 
-    def render(self, documents: Sequence[Document], workdir: Path) -> RenderedFax:
-        """All documents, in order, as one fax TIFF `workdir/fax.tif`.
+    def render(
+        self, documents: Sequence[Document], workdir: Path, front: FrontMatter | None = None
+    ) -> RenderedFax:
+        """The `front` pages (cover sheet, mail text: cover.py), then all documents in order,
+        as one fax TIFF `workdir/fax.tif`; the page limit counts every page.
 
         Refusal: PDF_ENCRYPTED, DOCUMENT_DAMAGED, TOO_MANY_PAGES (over all documents),
         RENDER_TOO_SLOW, RENDERER_BUSY (no slot within slot_wait_s), LOCAL_ERROR (bad output,
         daemon stopping). Only fax.tif is left in `workdir`; the documents are not touched.
         """
-        if not documents:
+        front = front if front is not None and not front.empty else None
+        if not documents and front is None:
             raise ValueError("nothing to render")
+        if front is not None and front.surely_more_than(self.options.max_pages):
+            pages = f"more than {self.options.max_pages}"
+            raise Refusal(TOO_MANY_PAGES.format(pages=pages, limit=self.options.max_pages))
         started = time.monotonic()
         try:
-            fax = self._render(documents, workdir, started)
+            if documents:
+                fax = self._render(documents, workdir, started, front)
+            else:
+                fax = self._front_only(front or FrontMatter(), workdir, started)
         except Refusal as refusal:
             log.info("render refused after %.2f s: %s", time.monotonic() - started, refusal)
             raise
@@ -122,8 +136,45 @@ class Renderer:
         self._shared.processes.stop_all()
 
     # --- steps ---------------------------------------------------------------------------
-    def _render(self, documents: Sequence[Document], workdir: Path, started: float) -> RenderedFax:
+    @property
+    def _geometry(self) -> Geometry:
+        return Geometry(self.options.paper, self.options.resolution)
+
+    def _front_only(self, front: FrontMatter, workdir: Path, started: float) -> RenderedFax:
+        """Text pages only: drawn here, no Ghostscript (and so no slot) needed."""
+        pages = front_pages(front, self._geometry, 0)
+        _check_page_limit(len(pages), self.options.max_pages)
+        partial = workdir / "fax.tif.partial"
+        geometry = self._geometry
+        write_pages((draw_page(page, geometry) for page in pages), partial, geometry.y_dpi)
+        validate_fax_tiff(partial, len(pages))
+        final = workdir / FAX_NAME
+        os.replace(partial, final)
+        seconds, size = time.monotonic() - started, final.stat().st_size
+        return RenderedFax(final, len(pages), seconds, size, front_pages=len(pages))
+
+    def _with_front(self, front: FrontMatter, documents_tiff: Path, pages: int) -> int:
+        """Put the front pages before the documents' pages in `documents_tiff`; their count."""
+        geometry = self._geometry
+        laid_out = front_pages(front, geometry, pages)
+        joined = documents_tiff.with_name("joined.tif.partial")
+        with Image.open(documents_tiff) as documents:
+            drawn = (draw_page(page, geometry) for page in laid_out)
+            theirs = (ink_of(page) for page in ImageSequence.Iterator(documents))
+            write_pages(itertools.chain(drawn, theirs), joined, geometry.y_dpi)
+        os.replace(joined, documents_tiff)
+        return len(laid_out)
+
+    def _render(
+        self,
+        documents: Sequence[Document],
+        workdir: Path,
+        started: float,
+        front: FrontMatter | None = None,
+    ) -> RenderedFax:
         options = self.options
+        # the cover's page count changes its layout but not its length: counted once here
+        extra = len(front_pages(front, self._geometry, 0)) if front is not None else 0
         # What needs no helper program runs before a slot is taken: a file that is not a PDF
         # never meets Ghostscript, and images are counted by their headers.
         for doc in documents:
@@ -134,7 +185,7 @@ class Renderer:
             for n, doc in enumerate(documents)
             if doc.kind != "pdf"
         }
-        _check_page_limit(sum(counts.values()), options.max_pages)
+        _check_page_limit(sum(counts.values()) + extra, options.max_pages)
         if self._shared.processes.stopped:
             raise Refusal(LOCAL_ERROR)
         if not self._shared.slots.acquire(timeout=self.slot_wait_s):
@@ -158,7 +209,7 @@ class Renderer:
                     if doc.kind == "pdf":
                         counts[n] = check_pdf(doc, options.max_pages)
                 total = sum(counts.values())
-                _check_page_limit(total, options.max_pages)
+                _check_page_limit(total + extra, options.max_pages)
             except BaseException:
                 ghostscript.abandon(running)
                 raise
@@ -179,10 +230,13 @@ class Renderer:
             if warned:
                 pages = [counts[n] for n in range(len(documents))]
                 _check_not_blank(documents, pages, inks or _page_inks(partial), warned)
+            added = self._with_front(front, partial, total) if front is not None else 0
+            total += added
             validate_fax_tiff(partial, total)
             final = workdir / FAX_NAME
             os.replace(partial, final)
-            return RenderedFax(final, total, time.monotonic() - started, final.stat().st_size)
+            seconds, size = time.monotonic() - started, final.stat().st_size
+            return RenderedFax(final, total, seconds, size, front_pages=added)
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
             self._shared.slots.release()
