@@ -16,6 +16,7 @@ Nothing from a mail gets here: the job id, the dialled digits, our own paths and
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import re
 import secrets
 import socket
@@ -107,7 +108,7 @@ class AmiConnection:
     def open(
         cls, address: tuple[str, int], username: str, secret: str, *, timeout: float, name: str
     ) -> AmiConnection:
-        """Connect, read the banner, log in; AmiError when any of it fails."""
+        """Connect, read the banner, log in (MD5 challenge); AmiError when any of it fails."""
         check_header("Username", username)
         check_header("Secret", secret)
         try:
@@ -119,8 +120,14 @@ class AmiConnection:
             banner = connection._line()
             if not banner.startswith("Asterisk Call Manager/"):
                 raise AmiError(f"not an Asterisk manager: {banner!r:.80}")
+            # MD5 challenge: the secret itself never crosses the network.
+            challenge = connection.action("Challenge", [("AuthType", "MD5")]).get("Challenge")
+            if not challenge:
+                raise AmiError("the manager offered no MD5 challenge")
+            key = hashlib.md5((challenge + secret).encode(), usedforsecurity=False).hexdigest()
             reply = connection.action(
-                "Login", [("Username", username), ("Secret", secret), ("Events", "off")]
+                "Login",
+                [("AuthType", "MD5"), ("Username", username), ("Key", key), ("Events", "off")],
             )
             if (reply.get("Response") or "").lower() != "success":
                 raise AmiError(f"login as {username} refused: {reply.get('Message')!r:.120}")

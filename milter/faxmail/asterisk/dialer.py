@@ -174,8 +174,9 @@ class AmiDialer:
 
     def _secret(self) -> str:
         try:
-            with open(self.config.secret_file, encoding="utf-8") as handle:
-                return handle.readline().rstrip("\r\n")
+            # Bytes, not text: universal newlines would cut the line at a lone CR, silently.
+            first = self.config.secret_file.read_bytes().split(b"\n", 1)[0]
+            return first.removesuffix(b"\r").decode("utf-8")
         except (OSError, UnicodeDecodeError) as exc:
             raise DialError(
                 f"cannot read asterisk_hosts.{self.host}.secret_file: {exc}", host_down=True

@@ -30,6 +30,12 @@ def _endpoint(value: str) -> str:
     return value
 
 
+def _fax_dir(path: Path) -> Path:
+    if not re.fullmatch(r"/[A-Za-z0-9/._]{1,900}", str(path)) or ".." in path.parts:
+        raise ValueError(f"{str(path)!r:.80} is not an absolute path of letters, digits, / . _")
+    return path
+
+
 class AmiHost(BaseModel):
     """One remote Asterisk, dialled through AMI."""
 
@@ -40,8 +46,9 @@ class AmiHost(BaseModel):
     secret_file: Path  # its secret: the first line of this file, not the YAML
     timeout_s: float = Field(default=5, gt=0, le=60)  # connect, login and Originate each
     down_for_s: float = Field(default=60, ge=1, le=3600)  # not tried again for this long
-    # Where the dialplan's `fetch` writes TIFFs on that host (its notify checks it again).
-    fax_dir: Path = Path("/var/spool/asterisk/fax")
+    # Where the dialplan's `fetch` writes TIFFs on that host: its notify's fax dir (asterisk.
+    # fax_dir there). Letters, digits and / . _ only: the dialplan FILTER()s FAXFILE to those.
+    fax_dir: Annotated[Path, AfterValidator(_fax_dir)] = Path("/var/spool/asterisk/fax")
 
     @property
     def address(self) -> tuple[str, int]:
