@@ -31,6 +31,7 @@ from faxmail.queue.lines import lines_for
 from faxmail.store.model import JobState, RateLimits
 from infra.fakeami import FakeAmi
 from test_dispatch import T0, World
+from test_notify_dialplan import Dialplan, decode_escapes, substitute
 
 HOSTS = [
     {"name": "a", "channel": "Local/{number}@x", "channels": 1, "host": "pbx1"},
@@ -261,3 +262,25 @@ def test_notify_fetch_refuses_what_is_not_its_alphabet(tmp_path: Path) -> None:
         assert notify_main([*base[:3], f"--job={other}", f"--file={faxes}/{other}.tif"]) == 66
     finally:
         shutil.rmtree(faxes)
+
+
+def test_the_fetch_lines_pass_only_filtered_values() -> None:
+    """The dialplan's fetch steps, substituted as Asterisk does: what reaches /bin/sh."""
+    plan = Dialplan()
+    calls = [
+        call[len("System(") : -1]
+        for context in ("faxmail-send",)
+        for _, label, call in plan.contexts[context]
+        if label in ("fetch", "unfetch")
+    ]
+    assert len(calls) == 2
+    hostile = {
+        "FAXMAIL_JOB": "0123abcd;touch${IFS}/tmp/owned",
+        "FAXFILE": "/var/spool/asterisk/fax/$(id)`id`;x y|z&\\x22.tif",
+    }
+    for call in calls:
+        line = decode_escapes(substitute(call, {**plan.globals, **hostile}))
+        for bad in ("$(", "`", ";", "|", "&", '"', "${"):
+            assert bad not in line.split(" --settings=")[1], line
+        assert "--job=0123abcdced " in line
+        assert "--file=/var/spool/asterisk/fax/ididxyzx22.tif" in line
