@@ -18,7 +18,7 @@ Run only this: ``.venv/bin/pytest -q tests/test_e2e_ami.py``.
 from __future__ import annotations
 
 import collections
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -35,6 +35,8 @@ from infra.protocols import MakePostfix, StartMilter
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asterisk, pytest.mark.postfix]
 
+#: tests/e2e/e2e-remote.conf: every call to it hears busy.
+ALWAYS_BUSY = "03-9876-5432"
 #: Seconds a single-page call may take, notify included, on a busy machine (about 15 s idle).
 CALL_BUDGET = 45
 
@@ -63,28 +65,32 @@ inbound:
 
 
 @pytest.fixture
-def gateway(
+def make_gateway(
     request: pytest.FixtureRequest,
     workdir: Path,
     start_milter: StartMilter,
     make_postfix: MakePostfix,
     start_asterisk: StartAsterisk,
-) -> Iterator[TwoHostGateway]:
+) -> Callable[[str], TwoHostGateway]:
     try:
         owner = asterisk_host_user()
     except GatewayError as e:
         pytest.fail(str(e), pytrace=False)
-    made = build_two_host_gateway(
-        workdir,
-        POLICY,
-        owner=owner,
-        start_milter=start_milter,
-        make_postfix=make_postfix,
-        start_asterisk=start_asterisk,
-    )
-    for host in made.asterisks:
-        attach_log(request, f"faxmail-notify log ({host})", lambda h=host: made.notify_log(h))
-    yield made
+
+    def make(policy_yaml: str) -> TwoHostGateway:
+        made = build_two_host_gateway(
+            workdir,
+            policy_yaml,
+            owner=owner,
+            start_milter=start_milter,
+            make_postfix=make_postfix,
+            start_asterisk=start_asterisk,
+        )
+        for host in made.asterisks:
+            attach_log(request, f"faxmail-notify log ({host})", lambda h=host: made.notify_log(h))
+        return made
+
+    return make
 
 
 def results_per_job(count: int, gateway: TwoHostGateway) -> collections.Counter[str]:
@@ -93,8 +99,9 @@ def results_per_job(count: int, gateway: TwoHostGateway) -> collections.Counter[
 
 
 def test_faxes_spread_over_two_asterisk_hosts_and_one_takes_over(
-    gateway: TwoHostGateway, dkim_keys: dict[str, Signer]
+    make_gateway: Callable[[str], TwoHostGateway], dkim_keys: dict[str, Signer]
 ) -> None:
+    gateway = make_gateway(POLICY)
     signer = dkim_keys["example.jp"]
     pbx1, pbx2 = gateway.asterisks["pbx1"], gateway.asterisks["pbx2"]
 
@@ -131,3 +138,23 @@ def test_faxes_spread_over_two_asterisk_hosts_and_one_takes_over(
     assert {str(state) for _, state in job_rows(gateway.milter)} == {"sent"}
     assert len(gateway.postfix.messages(SENDER)) == 6  # nothing more came
     print(f"phase 2 (pbx2 stopped): pbx1 {len(line1.answered)} calls")
+
+
+def test_an_unanswered_originate_is_reported_as_a_call_file_attempt_is(
+    make_gateway: Callable[[str], TwoHostGateway], dkim_keys: dict[str, Signer]
+) -> None:
+    """An Originate that is not answered runs the send context's `failed` extension, as a
+    call file's attempt does (REASON 5, attempt 1): notify records it, and with one real try
+    (busy counted as one) the job fails with its one result mail naming the busy call."""
+    one_try = "  max_attempts: 1\n  max_busy_attempts: 0\n"
+    gateway = make_gateway(POLICY.replace("  max_attempts: 3\n  busy_retry_s: 5\n", one_try))
+    gateway.asterisks["pbx2"].stop()  # one host is enough; pbx1 then takes the call
+    (accepted,) = mail_at_once(gateway.postfix, dkim_keys["example.jp"], [ALWAYS_BUSY])
+    assert accepted.ok, accepted
+    (result,), _ = wait_for_results(gateway.postfix, SENDER, 1, 60 + CALL_BUDGET)
+    assert not result.sent, result.text
+    (attempt,) = result.attempts
+    assert "busy" in attempt, result.text
+    log = gateway.notify_log("pbx1")
+    assert "fetched its fax" not in log  # never answered: nothing to fetch
+    assert {str(state) for _, state in job_rows(gateway.milter)} == {"failed"}

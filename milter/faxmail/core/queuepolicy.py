@@ -22,6 +22,8 @@ from pydantic import (
     model_validator,
 )
 
+from faxmail.core.asteriskhosts import HOST_NAME, LOCAL
+
 # The characters of fax.channel, a dial string template such as "PJSIP/{number}@trunk".
 CHANNEL_PATTERN = r"^[A-Za-z0-9/@+._:{}-]+$"
 _PREFIX = re.compile(r"^\+[0-9]{1,15}$")
@@ -63,7 +65,7 @@ class DialLine(_Strict):
     prefixes: Prefixes = ()  # E.164 prefixes it serves; empty: every number no other line has
     # The Asterisk that dials it: "local" (this host's spool) or a name of the settings'
     # asterisk_hosts. Lines with the same prefixes on two hosts share those numbers' calls.
-    host: str = Field(default="local", pattern=r"^[A-Za-z0-9_-]{1,40}$")
+    host: str = Field(default=LOCAL, pattern=HOST_NAME)
 
     @field_validator("channel")
     @classmethod

@@ -36,6 +36,7 @@ from faxmail.asterisk.spool import (
     callfile_round,
     publish,
 )
+from faxmail.core.asteriskhosts import LOCAL
 from faxmail.core.crashpoints import crash_point
 from faxmail.core.policy import Policy
 from faxmail.core.queuepolicy import Fallback
@@ -91,7 +92,7 @@ class Dispatcher:
 
     def __post_init__(self) -> None:
         if not self.dialers:
-            self.dialers = {"local": CallFileDialer(self.spool)}
+            self.dialers = {LOCAL: CallFileDialer(self.spool)}
 
     def queue(self, policy: Policy) -> tuple[list[WaitingJob], list[CallInFlight], dict[str, Job]]:
         """The waiting jobs and the calls in flight, as the store has them now."""
@@ -186,7 +187,7 @@ class Dispatcher:
         try:
             dialer.dial(staged)
         except DialError as exc:
-            return self._not_dialled(dialer, staged, exc)
+            return self._not_dialled(dialer, staged, line.name, exc)
         crash_point("dispatch-published")
         self.placed_on[job.id] = line.name
         log.info(
@@ -196,11 +197,11 @@ class Dispatcher:
             start.line,
             job.number_dialled,
             f" fallback={start.fallback.describe()!r}" if start.fallback else "",
-            "" if line.host == "local" else f" host={line.host}",
+            "" if line.host == LOCAL else f" host={line.host}",
         )
         return True
 
-    def _not_dialled(self, dialer: Dialer, staged: StagedCall, exc: DialError) -> bool:
+    def _not_dialled(self, dialer: Dialer, staged: StagedCall, line: str, exc: DialError) -> bool:
         job_id, round_ = staged.job_id, staged.round
         if exc.host_down:
             until = self.clock() + timedelta(seconds=dialer.down_for_s)
@@ -220,6 +221,7 @@ class Dispatcher:
                 round_,
                 dialer.host,
             )
+            self.placed_on[job_id] = line  # it holds that line's channel until settled
             return False
         log.error("job %s: cannot queue call %d (tried again later): %s", job_id, round_, exc)
         self._give_back(job_id, round_, partial(dialer.discard, staged), exc)
