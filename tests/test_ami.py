@@ -139,6 +139,8 @@ def test_a_host_without_a_banner_times_out(ami: FakeAmi) -> None:
 @pytest.mark.parametrize(
     ("mode", "maybe_placed"),
     [
+        ("mute", False),
+        ("slow-login", False),
         ("refuse-originate", False),
         ("close-after-originate", True),
         ("silent-after-originate", True),

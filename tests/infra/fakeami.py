@@ -14,7 +14,14 @@ import threading
 from dataclasses import dataclass, field
 from typing import Literal
 
-Mode = Literal["ok", "refuse-originate", "close-after-originate", "silent-after-originate", "mute"]
+Mode = Literal[
+    "ok",
+    "refuse-originate",
+    "close-after-originate",
+    "silent-after-originate",
+    "mute",
+    "slow-login",
+]
 
 
 @dataclass
@@ -80,6 +87,9 @@ class FakeAmi:
                     f"Response: Success\r\nActionID: {action_id}\r\nChallenge: {challenge}\r\n\r\n"
                 )
                 conn.sendall(text.encode("ascii"))
+            elif action == "Login" and self.mode == "slow-login":
+                self._stop.wait(2)
+                return
             elif action == "Login":
                 key = hashlib.md5((challenge + self.secret).encode()).hexdigest()
                 logged_in = (headers.get("Username"), headers.get("Key")) == (self.username, key)

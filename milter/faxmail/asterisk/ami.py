@@ -131,6 +131,10 @@ class AmiConnection:
             )
             if (reply.get("Response") or "").lower() != "success":
                 raise AmiError(f"login as {username} refused: {reply.get('Message')!r:.120}")
+        except AmiError as exc:
+            connection.close()
+            # Whatever happened to the login, no call was asked for yet.
+            raise AmiError(str(exc), maybe_done=False) from exc
         except BaseException:
             connection.close()
             raise
