@@ -102,6 +102,24 @@ _PACKAGE_DEFAULTS = ("indications.conf",)
 _LEFTOVER_PLACEHOLDER = re.compile(r"@[A-Z][A-Z0-9_]*@")
 
 
+def manager_conf(port: int, username: str, secret: str) -> str:
+    """A manager.conf with AMI on 127.0.0.1:`port` and one user allowed to Originate (the
+    manager is part of Asterisk's core: no module to load). Pass it as ``files``."""
+    return (
+        "[general]\n"
+        "enabled = yes\n"
+        f"port = {port}\n"
+        "bindaddr = 127.0.0.1\n"
+        "displayconnects = no\n"
+        f"[{username}]\n"
+        f"secret = {secret}\n"
+        "deny = 0.0.0.0/0.0.0.0\n"
+        "permit = 127.0.0.1/255.255.255.255\n"
+        "read = system,call\n"
+        "write = originate,call\n"
+    )
+
+
 class AsteriskError(RuntimeError):
     """Asterisk could not be set up, started or talked to; the message says why."""
 

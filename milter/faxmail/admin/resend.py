@@ -74,7 +74,7 @@ def resend(admin: Admin, reference: str, number: str | None) -> Resent:
     job = _new_job(original, phone, number, spool)
     admin.store.add_event(job.id, EventKind.RESEND_OF, job=original.id, by=admin.actor)
     try:
-        Enqueuer(spool, admin.store).enqueue(
+        Enqueuer(spool, admin.store, put_documents=bool(admin.settings.asterisk_hosts)).enqueue(
             job,
             tiff,
             fax=policy.fax.model_copy(update={"duplicate_window_hours": 0}),

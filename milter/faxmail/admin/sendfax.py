@@ -9,6 +9,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from faxmail.asterisk.dialer import build_dialers
 from faxmail.core.exitcodes import (
     EX_CONFIG,
     EX_DATAERR,
@@ -98,5 +99,10 @@ def _dial_now(runtime: Runtime, job_id: str) -> None:
     the line and the number are free; else the daemon's dispatcher places it (woken here)."""
     if runtime.spool.problems():
         return
-    Dispatcher(runtime.spool, runtime.store, runtime.gateway.policies.current).tick(only=job_id)
+    Dispatcher(
+        runtime.spool,
+        runtime.store,
+        runtime.gateway.policies.current,
+        dialers=build_dialers(runtime.settings, runtime.spool),
+    ).tick(only=job_id)
     wake(runtime.settings.state_dir)

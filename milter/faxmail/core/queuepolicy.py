@@ -22,6 +22,8 @@ from pydantic import (
     model_validator,
 )
 
+from faxmail.core.asteriskhosts import HOST_NAME, LOCAL
+
 # The characters of fax.channel, a dial string template such as "PJSIP/{number}@trunk".
 CHANNEL_PATTERN = r"^[A-Za-z0-9/@+._:{}-]+$"
 _PREFIX = re.compile(r"^\+[0-9]{1,15}$")
@@ -61,6 +63,9 @@ class DialLine(_Strict):
     channel: str = Field(pattern=CHANNEL_PATTERN)  # as fax.channel: "PJSIP/{number}@trunk"
     channels: int = Field(default=1, ge=1, le=1000)  # concurrent calls it carries
     prefixes: Prefixes = ()  # E.164 prefixes it serves; empty: every number no other line has
+    # The Asterisk that dials it: "local" (this host's spool) or a name of the settings'
+    # asterisk_hosts. Lines with the same prefixes on two hosts share those numbers' calls.
+    host: str = Field(default=LOCAL, pattern=HOST_NAME)
 
     @field_validator("channel")
     @classmethod
@@ -76,12 +81,16 @@ def _check_lines(lines: tuple[DialLine, ...]) -> tuple[DialLine, ...]:
         raise ValueError(f"line names must be unique: {names}")
     if all(line.prefixes for line in lines):
         raise ValueError("one line needs no prefixes, so that every allowed number has a line")
-    served: dict[str, str] = {}
+    # A prefix (or "no prefix") may be on one line per Asterisk host: the same numbers on two
+    # hosts is how a host that is down leaves its calls to the other.
+    served: dict[tuple[str, str], str] = {}
     for line in lines:
         for prefix in line.prefixes:
-            if prefix in served:
-                raise ValueError(f"prefix {prefix} is on two lines: {served[prefix]}, {line.name}")
-            served[prefix] = line.name
+            if (prefix, line.host) in served:
+                raise ValueError(
+                    f"prefix {prefix} is on two lines: {served[prefix, line.host]}, {line.name}"
+                )
+            served[prefix, line.host] = line.name
     return lines
 
 

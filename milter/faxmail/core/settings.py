@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from faxmail.core.asteriskhosts import AsteriskHosts
 from faxmail.core.yamlfile import load_yaml
 
 
@@ -110,6 +111,7 @@ class Settings(_Strict):
     authserv_id: str = Field(default_factory=_socket.getfqdn)
     dns: Dns = Dns()
     asterisk: Asterisk = Asterisk()
+    asterisk_hosts: AsteriskHosts = {}  # remote Asterisk servers by name (core/asteriskhosts.py)
     render_slots: int | None = Field(default=None, ge=1)  # None: one per CPU
     milter_timeout: int = Field(default=600, ge=10)  # seconds libmilter waits on Postfix
     mail: Mail = Mail()

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from faxmail.asterisk.dialer import build_dialers, unknown_hosts
 from faxmail.asterisk.spool import Spool
 from faxmail.core.policy import DEFAULT_POLICY_YAML
 from faxmail.core.policywatch import PolicyHolder
@@ -85,13 +86,17 @@ def build_runtime(settings: Settings, *, mode: Mode = "daemon") -> Runtime:
     spool = Spool.from_settings(settings.asterisk)
     if spool.owner is not None and mode == "daemon":
         _share_store(state, spool.owner)
-    enqueuer = Enqueuer(spool, store)
+    enqueuer = Enqueuer(spool, store, put_documents=bool(settings.asterisk_hosts))
     problems = spool.problems()
     for problem in problems:
         log.warning("fax queueing unavailable until fixed (faxes get 451): %s", problem)
     dispatcher = None
     if not problems and mode == "daemon":
-        dispatcher = Dispatcher(spool, store, policies.current)
+        dialers = build_dialers(settings, spool)
+        lines = {line.name: line.host for line in policies.current().dial_lines()}
+        for problem in unknown_hosts(lines, dialers):
+            log.warning("calls on this line are not dialled until fixed: %s", problem)
+        dispatcher = Dispatcher(spool, store, policies.current, dialers=dialers)
         dispatcher.repair()  # first: it publishes the staged call files that were claimed
         enqueuer.repair()
     renderer = Renderer(RenderOptions(), slots=settings.render_slots)

@@ -43,6 +43,8 @@ mode = _token("fax mode", r"[A-Za-z0-9]{0,10}")  # FAXMODE: audio, T38
 phone = _token("phone number", r"\+?[0-9]{0,64}")  # the DID, after FILTER(0-9+)
 file_name = _token("file name", r"(?:[A-Za-z0-9_][A-Za-z0-9._-]{0,99})?")  # no path or dot first
 call_id = _token("call id", r"[0-9A-Za-z._-]{0,64}")  # UNIQUEID, "1700000000.12"
+# FAXFILE after FILTER(A-Za-z0-9/._): an absolute path (fetch then wants exactly its own one).
+fax_path = _token("fax path", r"/[A-Za-z0-9_./]{1,1000}")
 
 _BASE64 = re.compile(r"(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?")
 # A long caller name must not keep a received fax from being mailed: accept 6 KB, show 200.

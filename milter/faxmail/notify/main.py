@@ -31,6 +31,7 @@ from faxmail.notify.args import FaxReport, Refused
 from faxmail.notify.deliver import deliver, deliver_all
 from faxmail.notify.entry import Reception
 from faxmail.notify.environment import Context, load_context, setup_logging
+from faxmail.notify.fetch import OutsideFaxDir, on_fetch, remove_fetched
 from faxmail.notify.received import on_received
 from faxmail.notify.requeue import release_held
 from faxmail.notify.seedmail import MissingFile, seed_mail
@@ -122,6 +123,12 @@ def build_parser() -> Parser:
         "--caller-name", type=token.text, default="", help="CALLERID(name), as BASE64_ENCODE(.TEXT)"
     )
     _fax_options(p)
+    p = command("fetch", "send context, remote Asterisk: write the job's TIFF from the store")
+    p.add_argument("--job", type=token.job_id, required=True)
+    p.add_argument(
+        "--file", type=token.fax_path, required=True, help="FAXFILE: <fax dir>/<job>.tif"
+    )
+    p.add_argument("--remove", action="store_true", help="the call is over: remove the copy")
     command("retry", "deliver what waits in the notify spool (systemd timer)")
     p = command("mail", "the seed's sendmail.py: TOADDR -f FROM -a FILE... -s SUBJECT -b BODY")
     p.add_argument("toaddr")
@@ -160,6 +167,8 @@ def _event(ctx: Context, opts: argparse.Namespace) -> str | None:
         return on_unanswered(ctx, opts.job, opts.round, opts.attempt or 0, opts.reason or None)
     elif opts.command == "sent":
         return on_sent(ctx, opts.job, opts.round, opts.attempt, _fax(opts))
+    elif opts.command == "fetch":
+        (remove_fetched if opts.remove else on_fetch)(ctx, opts.job, Path(opts.file))
     elif opts.command == "received":
         reception = Reception(
             call_id=opts.call,
@@ -224,6 +233,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _classify(exc: Exception) -> int:
+    if isinstance(exc, OutsideFaxDir):
+        log.error("refused: %s", exc)
+        return EX_DATAERR
     if isinstance(exc, UnknownJob | MissingFile):
         log.error("%s", exc)
         return EX_NOINPUT

@@ -7,6 +7,10 @@ loses the job:
   1. stage the call file whole in faxmail-staging/ ("dispatch-staged");
   2. claim round n in the store: waiting → placed by this host, with a lease ("dispatch-claimed");
   3. rename it into outgoing/: Asterisk dials it ("dispatch-published").
+Each line names the Asterisk that dials it (asterisk/dialer.py): for a remote one, step 1
+checks the AMI Originate and step 3 sends it. A host that cannot take the call (AMI connect,
+login or Originate fails) gets the claim back and is left out for its down_for_s: the same
+numbers' lines on other hosts take its calls.
 `repair()` (at start, before the first plan) settles each leftover: a staged file whose round is
 not claimed is removed (the job still waits and is placed anew); one whose round is claimed is
 renamed into outgoing/ (the claim promised that call); a claimed round without a staged file
@@ -19,25 +23,24 @@ from __future__ import annotations
 import logging
 import socket
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from pathlib import Path
+from datetime import UTC, datetime, timedelta
+from functools import partial
 
-from faxmail.asterisk.callfile import render_callfile
+from faxmail.asterisk.dialer import CallFileDialer, Dialer, DialError, StagedCall
 from faxmail.asterisk.spool import (
     CALLFILES,
     Spool,
     attempt_callfile,
-    callfile_name,
     callfile_round,
     publish,
-    spool_callfile,
 )
+from faxmail.core.asteriskhosts import LOCAL
 from faxmail.core.crashpoints import crash_point
 from faxmail.core.policy import Policy
 from faxmail.core.queuepolicy import Fallback
-from faxmail.queue.lines import line_for, lines_of
+from faxmail.queue.lines import line_for, lines_for, lines_of
 from faxmail.queue.model import CallInFlight, Start, WaitingJob
 from faxmail.queue.schedule import next_due, plan
 from faxmail.store.interface import JobStore
@@ -59,10 +62,12 @@ def _moment(timestamp: float) -> datetime:
 
 
 def waiting_job(row: DispatchRow, job: Job, policy: Policy) -> WaitingJob:
+    first, *others = lines_for(job.number_e164, policy)
     return WaitingJob(
         job_id=job.id,
         number=job.number_e164,
-        line=line_for(job.number_e164, policy),
+        line=first,
+        alternatives=tuple(others),
         not_before=_moment(row.not_before),
         attempts=row.round - 1,
         enqueued_at=_moment(job.created),
@@ -72,13 +77,22 @@ def waiting_job(row: DispatchRow, job: Job, policy: Policy) -> WaitingJob:
 
 @dataclass
 class Dispatcher:
-    """Places calls for one host from one job store into one Asterisk spool."""
+    """Places calls for one host from one job store, each on the Asterisk its line names
+    (`dialers` by host name; default: this host's spool only)."""
 
     spool: Spool
     store: JobStore
     policy: Callable[[], Policy]
     host: str = field(default_factory=socket.gethostname)
     clock: Callable[[], datetime] = utc_now
+    dialers: Mapping[str, Dialer] = field(default_factory=dict)
+    # Asterisk hosts that failed, left out until then; the line each placed call is on.
+    down_until: dict[str, datetime] = field(default_factory=dict)
+    placed_on: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.dialers:
+            self.dialers = {LOCAL: CallFileDialer(self.spool)}
 
     def queue(self, policy: Policy) -> tuple[list[WaitingJob], list[CallInFlight], dict[str, Job]]:
         """The waiting jobs and the calls in flight, as the store has them now."""
@@ -91,42 +105,66 @@ class Dispatcher:
             if row.host is None:
                 waiting.append(waiting_job(row, job, policy))
             else:
-                line = line_for(job.number_e164, policy)
+                # The line it was placed on; after a restart, the first of its number's.
+                line = self.placed_on.get(job.id) or line_for(job.number_e164, policy)
                 started = _moment(row.claimed or row.not_before)
                 in_flight.append(CallInFlight(job.id, job.number_e164, line, started))
+        for gone in set(self.placed_on) - {call.job_id for call in in_flight}:
+            del self.placed_on[gone]
         return waiting, in_flight, jobs
+
+    def hosts_down(self) -> set[str]:
+        now = self.clock()
+        for host, until in list(self.down_until.items()):
+            if until <= now:
+                del self.down_until[host]
+                log.info("asterisk host %s: its lines take calls again", host)
+        return set(self.down_until)
 
     def tick(self, only: str | None = None) -> datetime | None:
         """Place every call the queue says to start now (with `only`, that job's call only, if
         it may start); return when time alone may let the next waiting job start (None:
-        nothing waits for time)."""
+        nothing waits for time). A host found down while placing is left out, and the queue
+        planned again at once: its calls go to the other hosts' lines for the same numbers."""
         policy = self.policy()
-        waiting, in_flight, jobs = self.queue(policy)
-        now = self.clock()
-        starts = plan(waiting, in_flight, lines_of(policy), now, policy.quiet_hours)
-        for start in starts:
-            if only is None or start.job_id == only:
-                self.place(start, jobs[start.job_id], policy)
+        for _ in range(len(self.dialers) + 1):
+            down = self.hosts_down()
+            waiting, in_flight, jobs = self.queue(policy)
+            now = self.clock()
+            starts = plan(waiting, in_flight, lines_of(policy, down), now, policy.quiet_hours)
+            for start in starts:
+                if only is None or start.job_id == only:
+                    self.place(start, jobs[start.job_id], policy)
+            if not set(self.down_until) - down:
+                break
         started = {start.job_id for start in starts}
         later = [job for job in waiting if job.job_id not in started]
         return next_due(later, now, policy.quiet_hours)
 
     def place(self, start: Start, job: Job, policy: Policy) -> bool:
-        """Stage, claim, publish one call (see the module's docstring); True once published."""
-        channel = next(line.channel for line in policy.dial_lines() if line.name == start.line)
-        name = callfile_name(job.id, start.attempt)
-        try:
-            content = render_callfile(
-                attempt_callfile(
-                    job, policy.fax, channel=channel, round_=start.attempt, fallback=start.fallback
-                )
+        """Stage, claim, dial one call (see the module's docstring); True once handed over."""
+        line = next(line for line in policy.dial_lines() if line.name == start.line)
+        dialer = self.dialers.get(line.host)
+        if dialer is None:
+            log.error(
+                "job %s: line %s names host %r (lines[].host), not in the settings' "
+                "asterisk_hosts: not dialled",
+                job.id,
+                line.name,
+                line.host,
             )
-            staged = spool_callfile(
-                content,
-                staging_dir=self.spool.staging,
-                outgoing_dir=self.spool.staging,
-                name=name,
-                owner=self.spool.owner,
+            return False
+        try:
+            staged = dialer.stage(
+                job.id,
+                start.attempt,
+                attempt_callfile(
+                    job,
+                    policy.fax,
+                    channel=line.channel,
+                    round_=start.attempt,
+                    fallback=start.fallback,
+                ),
             )
         except (OSError, ValueError) as exc:
             log.error(
@@ -143,40 +181,62 @@ class Dispatcher:
             )
             claimed = False
         if not claimed:
-            staged.unlink(missing_ok=True)
+            dialer.discard(staged)
             return False
         crash_point("dispatch-claimed")
         try:
-            unsynced = publish(staged, self.spool.queued_callfile(job.id, start.attempt))
-        except OSError as exc:
-            log.error(
-                "job %s: cannot queue call %d (tried again later): %s", job.id, start.attempt, exc
-            )
-            self._give_back(job.id, start.attempt, staged, exc)
-            return False
-        if unsynced is not None:
-            log.error(
-                "job %s: call file queued, but its folder could not be synced: %s", job.id, unsynced
-            )
+            dialer.dial(staged)
+        except DialError as exc:
+            return self._not_dialled(dialer, staged, line.name, exc)
         crash_point("dispatch-published")
+        self.placed_on[job.id] = line.name
         log.info(
-            "dialling job=%s call=%d line=%s number=%s%s",
+            "dialling job=%s call=%d line=%s number=%s%s%s",
             job.id,
             start.attempt,
             start.line,
             job.number_dialled,
             f" fallback={start.fallback.describe()!r}" if start.fallback else "",
+            "" if line.host == LOCAL else f" host={line.host}",
         )
         return True
 
-    def _give_back(self, job_id: str, round_: int, staged: Path, exc: Exception) -> None:
+    def _not_dialled(self, dialer: Dialer, staged: StagedCall, line: str, exc: DialError) -> bool:
+        job_id, round_ = staged.job_id, staged.round
+        if exc.host_down:
+            until = self.clock() + timedelta(seconds=dialer.down_for_s)
+            self.down_until[dialer.host] = until
+            log.warning(
+                "asterisk host %s down for %g s (its calls go to other hosts' lines): %s",
+                dialer.host,
+                dialer.down_for_s,
+                exc,
+            )
+        if exc.maybe_placed:
+            # Sent, not confirmed: it may ring. Giving it back could dial it twice; notify's
+            # report, or the claim's lease, settles it.
+            log.error(
+                "job %s: call %d sent to host %s without a confirmation; kept as placed",
+                job_id,
+                round_,
+                dialer.host,
+            )
+            self.placed_on[job_id] = line  # it holds that line's channel until settled
+            return False
+        log.error("job %s: cannot queue call %d (tried again later): %s", job_id, round_, exc)
+        self._give_back(job_id, round_, partial(dialer.discard, staged), exc)
+        return False
+
+    def _give_back(
+        self, job_id: str, round_: int, discard: Callable[[], None], exc: Exception
+    ) -> None:
         try:
             self.store.release_call(job_id, round_, error=str(exc))
         except sqlite3.Error as error:
             # The claim stays: repair() at the next start publishes the staged file.
             log.error("job %s: cannot give call %d back yet: %s", job_id, round_, error)
             return
-        staged.unlink(missing_ok=True)
+        discard()
 
     def repair(self) -> None:
         """Settle what a crash left between staging and publishing (at start, before tick)."""
@@ -208,6 +268,6 @@ class Dispatcher:
                 # Never reached Asterisk: the call waits again, placed anew once the spool works.
                 log.error("job %s: cannot queue call %d after a crash: %s", job_id, round_, exc)
                 if claimed:
-                    self._give_back(job_id, round_, staged, exc)
+                    self._give_back(job_id, round_, partial(staged.unlink, missing_ok=True), exc)
                 continue
             log.warning("job %s: claimed call %d queued after a crash", job_id, round_)

@@ -2,8 +2,10 @@
 
 Order matters for crash safety and for faults: the job row ("queueing") is committed first, then
 the TIFF is put in place, then the row becomes "queued" with its first call waiting in the
-queue (one transaction). No call file is written here: the dispatcher (outbound/dispatch.py)
-places each call when the line and the number are free, so the 250 never waits for the line.
+queue (one transaction); where remote Asterisk hosts dial, the TIFF is also put in the
+store before that, for them to fetch. No call file is written here: the dispatcher
+(outbound/dispatch.py) places each call when the line and the number are free, so the 250
+never waits for the line.
 A fault at any step before "queued" (disk full, I/O error, permission lost, the store failing)
 leaves nothing to dial: the TIFF is removed, the row becomes "abandoned" and the sender gets a
 4xx. `repair()` at start-up settles what a crash left: a "queueing" row → abandoned (or queued,
@@ -45,9 +47,11 @@ class Enqueuer:
     one process keep their own.
     """
 
-    def __init__(self, spool: Spool, store: JobStore) -> None:
+    def __init__(self, spool: Spool, store: JobStore, *, put_documents: bool = False) -> None:
         self.spool = spool
         self.store = store
+        # Remote Asterisk hosts (settings asterisk_hosts) fetch the TIFF from the store.
+        self.put_documents = put_documents
         self._unsettled: dict[str, str] = {}  # job id → why it was abandoned
         self._unsettled_lock = threading.Lock()
 
@@ -96,6 +100,14 @@ class Enqueuer:
             self._undo(job.id, exc)
             raise Refusal(_spool_reply(exc)) from exc
         crash_point("tiff-placed")
+        try:
+            if self.put_documents:
+                self.store.put_document(job.id, spool.tiff(job.id).read_bytes())
+        except (OSError, sqlite3.Error) as exc:
+            self._undo(job.id, exc)
+            raise Refusal(
+                _store_reply(exc) if isinstance(exc, sqlite3.Error) else _spool_reply(exc)
+            ) from exc
         try:
             # In faxmail's queue now: the dispatcher places its call, the 250 does not wait.
             store.queue_job(job.id, job.created if not_before is None else not_before)

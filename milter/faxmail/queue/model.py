@@ -41,6 +41,12 @@ class WaitingJob:
     attempts: int  # calls placed so far
     enqueued_at: datetime  # first come, first served
     fallback: Fallback | None = None  # what the next call changes (after a failed fax)
+    # Other lines (on other Asterisk hosts) that serve the number as well as `line` does.
+    alternatives: tuple[str, ...] = ()
+
+    @property
+    def lines(self) -> tuple[str, ...]:
+        return (self.line, *self.alternatives)
 
     def __post_init__(self) -> None:
         _aware("not_before", self.not_before)

@@ -1,7 +1,8 @@
 """Which calls to place now: the queue's one decision, a pure function of its inputs.
 
 The rules, in order of strength:
-- a line never carries more calls than its channels;
+- a line never carries more calls than its channels; of the lines serving a number (one per
+  Asterisk host), a call takes the one with the most free channels;
 - a number gets one call at a time, across all jobs and senders (the far machine has one line
   too): its next job starts only once the call in flight has ended;
 - a job waits, and does not fail, while its not-before time is ahead or a quiet-hours window
@@ -50,15 +51,27 @@ def plan(
             continue  # its call is in flight already (or the job was listed twice)
         if job.not_before > now or job.number in numbers_in_use:
             continue
-        if in_use[job.line] >= channels.get(job.line, 0):
-            continue  # the line is full, or the policy no longer has it
+        line = _freest(job.lines, channels, in_use)
+        if line is None:
+            continue  # its lines are full, or the policy (or a host that is down) has none
         if is_quiet(job.number, quiet, now):
             continue
-        starts.append(Start(job.job_id, job.number, job.line, job.attempts + 1, job.fallback))
-        in_use[job.line] += 1
+        starts.append(Start(job.job_id, job.number, line, job.attempts + 1, job.fallback))
+        in_use[line] += 1
         numbers_in_use.add(job.number)
         placed.add(job.job_id)
     return starts
+
+
+def _freest(lines: Sequence[str], channels: dict[str, int], in_use: Counter[str]) -> str | None:
+    """Of the lines that may carry the call, the one with the most free channels (the first
+    on a tie): calls spread over the hosts that share numbers. None when all are full."""
+    best, most_free = None, 0
+    for line in lines:
+        free = channels.get(line, 0) - in_use[line]
+        if free > most_free:
+            best, most_free = line, free
+    return best
 
 
 def next_due(

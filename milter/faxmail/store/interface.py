@@ -65,7 +65,15 @@ class DispatchStore(Protocol):
         ...
 
 
-class JobStore(MessageIdClaims, DispatchStore, Protocol):
+class DocumentStore(Protocol):
+    """Queued faxes' TIFFs, for Asterisk hosts that share no files with the milter's."""
+
+    def put_document(self, job_id: str, tiff: bytes) -> None: ...
+
+    def document(self, job_id: str) -> bytes | None: ...
+
+
+class JobStore(MessageIdClaims, DispatchStore, DocumentStore, Protocol):
     def rate_exceeded(self, sender: str, limits: RateLimits, now: float) -> RateExceeded | None:
         """Whether `sender` (any case) is at one of `limits` at `now`."""
         ...

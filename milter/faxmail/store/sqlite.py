@@ -32,6 +32,7 @@ from faxmail.store.model import (
 )
 from faxmail.store.sqlite_claims import CLAIMS_SCHEMA, SqliteMessageIdClaims
 from faxmail.store.sqlite_dispatch import DISPATCH_SCHEMA, SqliteDispatch
+from faxmail.store.sqlite_documents import DOCUMENTS_SCHEMA, SqliteDocuments
 from faxmail.store.sqlite_queries import SqliteQueries
 from faxmail.store.sqlite_schema import (
     JOB_COLUMNS,
@@ -47,7 +48,7 @@ from faxmail.store.sqlite_schema import (
 _COUNTED_MARKS = marks(len(COUNTED_STATES))  # placeholders for "state IN (...)"
 
 
-class SqliteStore(SqliteMessageIdClaims, SqliteDispatch):
+class SqliteStore(SqliteMessageIdClaims, SqliteDispatch, SqliteDocuments):
     def __init__(self, path: Path) -> None:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -59,7 +60,9 @@ class SqliteStore(SqliteMessageIdClaims, SqliteDispatch):
         )
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=FULL")  # a 250 promises the job is on disk
-        self._conn.executescript(SCHEMA + NOTIFY_SCHEMA + CLAIMS_SCHEMA + DISPATCH_SCHEMA)
+        self._conn.executescript(
+            SCHEMA + NOTIFY_SCHEMA + CLAIMS_SCHEMA + DISPATCH_SCHEMA + DOCUMENTS_SCHEMA
+        )
         self.queries = SqliteQueries(self._read)
 
     @property
@@ -239,6 +242,7 @@ class SqliteStore(SqliteMessageIdClaims, SqliteDispatch):
             )
             db.execute("UPDATE jobs SET state = ? WHERE id = ?", (outcome, job_id))
             db.execute("DELETE FROM dispatch WHERE job_id = ?", (job_id,))  # no call is left
+            db.execute("DELETE FROM documents WHERE job_id = ?", (job_id,))  # nor a fetch
             self._event(db, job_id, event, {"state": outcome, **detail})
         return True
 

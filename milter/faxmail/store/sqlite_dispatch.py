@@ -187,5 +187,6 @@ class SqliteDispatch:
             )
             db.execute("UPDATE jobs SET state = ? WHERE id = ?", (JobState.CANCELLED, job_id))
             db.execute("DELETE FROM dispatch WHERE job_id = ?", (job_id,))
+            db.execute("DELETE FROM documents WHERE job_id = ?", (job_id,))
             self._event(db, job_id, event, {"state": JobState.CANCELLED, **detail})
         return True
