@@ -39,6 +39,7 @@ from faxmail.core.replies import (
 from faxmail.render import ghostscript
 from faxmail.render.binarise import write_fax_tiff
 from faxmail.render.images import image_pages, image_pdf
+from faxmail.render.office import OfficeConverter
 from faxmail.render.options import PAGE_POINTS, RenderOptions
 from faxmail.render.pdfcheck import (
     check_pdf,
@@ -77,6 +78,7 @@ class _Shared:
     def __init__(self, slots: int) -> None:
         self.slots = threading.BoundedSemaphore(slots)
         self.processes = ghostscript.Processes()
+        self.office = OfficeConverter(slots)  # its own slots: a conversion holds no gs slot
 
 
 class Renderer:
@@ -110,7 +112,9 @@ class Renderer:
             raise ValueError("nothing to render")
         started = time.monotonic()
         try:
-            fax = self._render(documents, workdir, started)
+            # Office files become PDFs first: the limits below apply to what they convert to.
+            with self._shared.office.as_pdfs(documents, workdir) as pdfs:
+                fax = self._render(pdfs, workdir, started)
         except Refusal as refusal:
             log.info("render refused after %.2f s: %s", time.monotonic() - started, refusal)
             raise
@@ -118,8 +122,10 @@ class Renderer:
         return fax
 
     def stop_all(self) -> None:
-        """Kill every running Ghostscript process group; later renders fail with LOCAL_ERROR."""
+        """Kill every running Ghostscript and LibreOffice process group; later renders fail
+        with LOCAL_ERROR."""
         self._shared.processes.stop_all()
+        self._shared.office.stop_all()
 
     # --- steps ---------------------------------------------------------------------------
     def _render(self, documents: Sequence[Document], workdir: Path, started: float) -> RenderedFax:
