@@ -96,6 +96,8 @@ def xlsx(rows: list[list[str | float]], *, macro_sheet: bool = False) -> bytes:
         xml_rows.append(f'<row r="{r}">{"".join(cells)}</row>')
     sheet = (
         f'<?xml version="1.0" encoding="UTF-8"?><worksheet xmlns="{_S}">'
+        # wide columns: a cell's text is cut at the next filled cell, and OCR reads what shows
+        '<cols><col min="1" max="4" width="22" customWidth="1"/></cols>'
         f"<sheetData>{''.join(xml_rows)}</sheetData></worksheet>"
     )
     workbook = (
