@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import os
+import random
 import socket
 import subprocess
 import threading
@@ -427,3 +428,28 @@ def test_soffice_missing_is_a_local_fault(tmp_path: Path, monkeypatch: pytest.Mo
     monkeypatch.setattr(office, "SOFFICE", "faxmail-no-such-soffice")
     with pytest.raises(FileNotFoundError):
         OfficeConverter(1).to_pdf(office_doc(tmp_path), tmp_path / "scratch")
+
+
+def test_mutated_office_files_only_ever_refuse_or_are_recognised(tmp_path: Path) -> None:
+    """Random damage to each container: a kind, None or a Refusal, never another exception
+    (the daemon would answer 451 to a damaged document)."""
+    bases = [
+        of.cfb({"WordDocument": of.word_fib()}, {"Macros": {"PROJECT": b"x"}}),
+        of.cfb({"Workbook": of.biff_globals()}),
+        of.encrypted_xlsx(of.xlsx([["a"]])),
+        of.docx(LETTER),
+        of.odf(ODT),
+    ]
+    rng = random.Random(14)
+    path = tmp_path / "part.new"
+    for _ in range(1500):
+        data = bytearray(rng.choice(bases))
+        for _ in range(rng.randint(1, 30)):
+            data[rng.randrange(8, len(data))] = rng.randrange(256)
+        if rng.random() < 0.2:
+            data = data[: rng.randrange(8, len(data))]
+        path.write_bytes(bytes(data))
+        try:
+            recognise(path, "attachment 1", text=False)
+        except Refusal as refusal:
+            assert refusal.reply.code == "550"

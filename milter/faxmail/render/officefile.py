@@ -22,6 +22,7 @@ import os
 import re
 import struct
 import zipfile
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -161,7 +162,18 @@ def _zip_kind(path: Path, label: str) -> OfficeKind | None:
                     return kind
             if "[Content_Types].xml" in names:
                 return _ooxml_kind(archive, names, label)
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, NotImplementedError):
+    # (zipfile lets zlib's errors through, a member with ZIP encryption is a RuntimeError, a
+    # bad UTF-8 member name a UnicodeDecodeError)
+    except (
+        zipfile.BadZipFile,
+        zipfile.LargeZipFile,
+        zlib.error,
+        EOFError,
+        OSError,
+        NotImplementedError,
+        RuntimeError,
+        ValueError,
+    ):
         raise Refusal(DOCUMENT_DAMAGED.format(name=label, why="damaged ZIP container")) from None
     return None
 
