@@ -1,5 +1,7 @@
 """Documents → one multi-page fax TIFF (G4, 1728 px wide): the steps and their limits.
 
+Office files and text attachments are made PDFs first (office.py: LibreOffice, sandboxed, in
+slots of its own), so that every limit below applies to what they convert to.
 Images are vetted by their headers and made PDF pages (images.py), PDFs by their first bytes;
 each is normalised by qpdf (pdfcheck.normalise_pdf: form appearances, /Rotate), then all are
 rendered in one sandboxed Ghostscript run (ghostscript.py) while qpdf vets the
@@ -105,6 +107,7 @@ class Renderer:
         """All documents, in order, as one fax TIFF `workdir/fax.tif`.
 
         Refusal: PDF_ENCRYPTED, DOCUMENT_DAMAGED, TOO_MANY_PAGES (over all documents),
+        OFFICE_CONVERSION_FAILED, OFFICE_CONVERTER_BUSY (Office documents: office.py),
         RENDER_TOO_SLOW, RENDERER_BUSY (no slot within slot_wait_s), LOCAL_ERROR (bad output,
         daemon stopping). Only fax.tif is left in `workdir`; the documents are not touched.
         """
