@@ -83,6 +83,7 @@ def test_formats_are_recognised_by_content(data: bytes, kind: str | None, tmp_pa
         (of.xlsx([["a"]], macro_sheet=True), OFFICE_MACROS),
         (of.odf(ODT, {"Basic/Standard/Module1.xml": "<x/>"}), OFFICE_MACROS),
         (of.odf(ODS, {"Scripts/python/evil.py": "import os"}), OFFICE_MACROS),
+        (of.odf(ODT, {"Object 1/Basic/Standard/Module1.xml": "<x/>"}), OFFICE_MACROS),
         (of.cfb({"WordDocument": of.word_fib()}, {"Macros": {"PROJECT": b"x"}}), OFFICE_MACROS),
         (of.cfb({"Workbook": of.biff_globals()}, {"_VBA_PROJECT_CUR": {"VBA": b"x"}}),
          OFFICE_MACROS),
@@ -95,9 +96,9 @@ def test_formats_are_recognised_by_content(data: bytes, kind: str | None, tmp_pa
         (of.cfb({"WordDocument": of.word_fib()})[:1200], DOCUMENT_DAMAGED),
         (of.cfb({"Workbook": b"\x01\x02\x03\x04garbage"}), DOCUMENT_DAMAGED),
     ],
-    ids=["docm", "xlsx-xlm", "odt-basic", "ods-scripts", "doc-macros", "xls-vba", "xls-xlm",
-         "xlsx-password", "odt-password", "doc-password", "xls-password", "docx-cut",
-         "doc-cut", "xls-garbage"],
+    ids=["docm", "xlsx-xlm", "odt-basic", "ods-scripts", "odt-embedded-basic", "doc-macros",
+         "xls-vba", "xls-xlm", "xlsx-password", "odt-password", "doc-password", "xls-password",
+         "docx-cut", "doc-cut", "xls-garbage"],
 )  # fmt: skip
 def test_macros_passwords_and_damage_are_refused(
     data: bytes, expected: Reply, tmp_path: Path

@@ -195,7 +195,8 @@ def _ooxml_kind(archive: zipfile.ZipFile, names: list[str], label: str) -> Offic
 
 
 def _check_odf(archive: zipfile.ZipFile, names: list[str], label: str) -> None:
-    if any(name.startswith(("Basic/", "Scripts/")) for name in names):
+    # the document's own libraries, and those of objects embedded in it ("Object 1/Basic/")
+    if any(f"/{name}".count("/Basic/") or f"/{name}".count("/Scripts/") for name in names):
         raise Refusal(OFFICE_MACROS.format(name=label))
     if "META-INF/manifest.xml" in names:
         manifest = _member(archive, "META-INF/manifest.xml", MEMBER_LIMIT)
