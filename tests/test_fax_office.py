@@ -3,9 +3,14 @@ they have, read back by OCR; a macro document and a password-protected workbook 
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import tempfile
+import threading
+import time
 import unicodedata
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -19,6 +24,7 @@ from infra.dkimkeys import Signer
 from infra.faxstate import callfiles, final_reply, job_rows, spool_dir
 from infra.mail import Attachment, build_message
 from infra.milterproc import MilterProcess
+from infra.pdfs import make_pdf
 from infra.postfix import PostfixInstance, SendResult
 from infra.protocols import MakePostfix, StartMilter
 
@@ -131,3 +137,60 @@ def test_macros_and_passwords_are_refused(
     assert final_reply(result).startswith(expected), result
     assert callfiles(milter, timeout=1) == [] and job_rows(milter) == []
     assert list((spool_dir(milter) / "fax").iterdir()) == []
+
+
+def _running(token: str) -> bool:
+    """Is any process whose command line holds `token` still alive?"""
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and token.encode() in (entry / "cmdline").read_bytes():
+                return True
+        except OSError:
+            continue
+    return False
+
+
+def _wait_until(condition: Callable[[], bool], timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def test_a_hanging_conversion_holds_up_no_other_mail_and_dies_with_the_daemon(
+    start_milter: StartMilter,
+    make_postfix: MakePostfix,
+    dkim_keys: dict[str, Signer],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A LibreOffice that never finishes (and ignores SIGTERM), first on the daemon's PATH.
+    token = f"faxmail-office-hang-{os.getpid()}"
+    fake = tmp_path / "bin" / "soffice"
+    fake.parent.mkdir()
+    fake.write_text(f"#!/bin/sh\nsh -c 'trap \"\" TERM; sleep 300' {token} &\nwait\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake.parent}:{os.environ['PATH']}")
+    milter = start_milter(None, POLICY)
+    postfix = make_postfix(milter)
+    signer = dkim_keys["example.jp"]
+    results: list[SendResult] = []
+    letter = Attachment(of.docx(LETTER), content_type=DOCX, filename="letter.docx")
+    slow = threading.Thread(target=lambda: results.append(send(postfix, signer, letter)))
+    slow.start()
+    _wait_until(lambda: _running(token))
+    # meanwhile: ordinary mail and a PDF fax are answered as always
+    ordinary = build_message(from_addr="carol@other.example", to=["bob@example.jp"])
+    for _ in range(3):
+        result = postfix.send("carol@other.example", ["bob@example.jp"], ordinary)
+        assert final_reply(result).startswith("250"), result
+    pdf = Attachment(make_pdf(1), filename="ok.pdf")
+    assert final_reply(send(postfix, signer, pdf)).startswith("250")
+    assert _running(token) and slow.is_alive()
+    # the daemon killed: the conversion's whole process tree goes with it
+    assert milter.pid is not None
+    os.kill(milter.pid, signal.SIGKILL)
+    _wait_until(lambda: not _running(token))
+    slow.join(timeout=60)
+    assert final_reply(results[0]).startswith("451"), results  # the sender retries later
+    assert len(job_rows(milter)) == 1  # the PDF's
