@@ -39,6 +39,7 @@ from hypothesis import strategies as st
 
 from faxmail.asterisk.callfile import CallFile, parse_callfile, render_callfile
 from faxmail.asterisk.spool import callfile_for
+from faxmail.core.documents import OFFICE_KINDS
 from faxmail.core.headertext import HEADER_TEXT_LIMIT, decode_header_text, from_8bit
 from faxmail.core.policy import Fax
 from faxmail.core.replies import DOCUMENT_DAMAGED, NOTHING_TO_FAX, Refusal
@@ -46,6 +47,7 @@ from faxmail.outbound import extract as extract_module
 from faxmail.outbound.extract import LABEL_NAME_LIMIT, extract_documents, parse_message, sniff
 from faxmail.outbound.facts import message_facts
 from faxmail.outbound.recipient import parse_number
+from faxmail.render.officefile import TEXT_CHARSETS, recognise
 from faxmail.store.model import Job
 
 # =============================================================================================
@@ -537,11 +539,36 @@ def wellformed_leaf(draw: st.DrawFn) -> tuple[Part, Expected]:
     kind = sniff(data)
     if ctype in DECLARED:
         return Part(headers, body), Expected(kind, data, name, damaged=kind is None)
+    office = ctype == "text/plain" and name is not None  # a text attachment: a document
+    office = office or (ctype in GENERIC and bool(name) and str(name).lower().endswith(".doc"))
+    if office and kind is None:
+        return Part(headers, body), _office_expectation(data, name, text=ctype == "text/plain")
+    if office:  # a picture or PDF declared as text is faxed as what it is; one named .doc not
+        return Part(headers, body), Expected(kind if ctype == "text/plain" else None, data, name,
+                                             damaged=False)  # fmt: skip
     wanted = {"pdf": "pdf", "tif": "tiff", "tiff": "tiff", "png": "png", "jpg": "jpeg"}
     wanted |= {"jpeg": "jpeg", "jpe": "jpeg"}
     promised = wanted.get(name.rpartition(".")[2].lower()) if name else None
     taken = ctype in GENERIC and promised is not None and kind == promised
     return Part(headers, body), Expected(kind if taken else None, data, name, damaged=False)
+
+
+def _office_expectation(data: bytes, name: str | None, *, text: bool) -> Expected:
+    """What render/officefile.py makes of bytes that are no PDF or image: a ZIP that is not an
+    Office file is damaged; declared text is text in the first charset that decodes it all
+    (stored as UTF-8) or damaged; anything else is not an Office file (ignored)."""
+    if data.startswith(b"PK\x03\x04"):
+        return Expected(None, data, name, damaged=True)
+    if not text:
+        return Expected(None, data, name, damaged=False)
+    for charset in TEXT_CHARSETS:
+        try:
+            decoded = data.decode(charset)
+        except UnicodeDecodeError:
+            continue
+        if not re.search("[\x00-\x08\x0b\x0e-\x1f\x7f]", decoded):
+            return Expected("txt", decoded.encode("utf-8"), name, damaged=False)
+    return Expected(None, data, name, damaged=True)
 
 
 def qp_every_byte(data: bytes) -> bytes:
@@ -575,7 +602,9 @@ def wellformed_tree(draw: st.DrawFn, path: str = "0") -> tuple[Part, list[Expect
 # Invariants of the extraction pipeline
 # =============================================================================================
 
-_PART_NAME = re.compile(r"part-(\d{2,3})\.(pdf|tiff|png|jpeg)")
+_PART_NAME = re.compile(
+    r"part-(\d{2,3})\.(pdf|tiff|png|jpeg|docx|doc|xlsx|xls|odt|ods|rtf|pptx|txt)"
+)
 _MAGIC_OF = {
     "png": (b"\x89PNG\r\n\x1a\n",),
     "jpeg": (b"\xff\xd8\xff",),
@@ -650,11 +679,18 @@ def run_pipeline(raw: bytes) -> tuple[list[tuple[str, bytes, str]] | None, Refus
             assert (int(found.group(1)), found.group(2)) == (number, document.kind)
             data = path.read_bytes()
             assert data, "an empty document was written"
-            if document.kind == "pdf":
+            if document.kind in OFFICE_KINDS:
+                # Office files and text attachments: what render/officefile.py says they are
+                # (a text attachment was rewritten as UTF-8, and still reads as text)
+                again = recognise(path, "check", text=document.kind == "txt")
+                assert again == document.kind
+                assert sniff(data) is None
+            elif document.kind == "pdf":
                 assert b"%PDF-" in data[:1024]
             else:
                 assert data.startswith(_MAGIC_OF[document.kind])
-            assert sniff(data) == document.kind
+            if document.kind not in OFFICE_KINDS:
+                assert sniff(data) == document.kind
             assert path.stat().st_mode & 0o777 == 0o600
             check_label(document.label, number)
             result.append((document.kind, data, document.label))

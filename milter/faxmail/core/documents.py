@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
-DocumentKind = Literal["pdf", "tiff", "png", "jpeg"]
+# Office files and text attachments, converted to PDF by LibreOffice (render/office.py) first.
+OfficeKind = Literal["docx", "doc", "xlsx", "xls", "odt", "ods", "rtf", "pptx", "txt"]
+OFFICE_KINDS: frozenset[str] = frozenset(get_args(OfficeKind))
+DocumentKind = Literal["pdf", "tiff", "png", "jpeg"] | OfficeKind
 
 
 @dataclass(frozen=True)

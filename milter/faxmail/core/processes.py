@@ -20,9 +20,12 @@ CHECKER_CPU_S = 30
 CHECKER_MEMORY_BYTES = 1024**3
 
 
-def limited_command(argv: list[str], cpu_s: int, memory_bytes: int) -> list[str]:
-    """`argv` run under prlimit(1) with CPU, address-space and core-file limits, and killed
-    if the daemon dies (setpriv --pdeathsig: a killed milter must not leave a runaway gs).
+def limited_command(
+    argv: list[str], cpu_s: int, memory_bytes: int, *, file_bytes: int | None = None
+) -> list[str]:
+    """`argv` run under prlimit(1) with CPU, address-space and core-file limits (and, given
+    `file_bytes`, a largest file it may write), and killed if the daemon dies (setpriv
+    --pdeathsig: a killed milter must not leave a runaway gs).
 
     Both are set by small programs that then exec the tool, not by a preexec_fn: Python
     documents preexec_fn as unsafe in a threaded process (the child can deadlock before exec),
@@ -42,6 +45,7 @@ def limited_command(argv: list[str], cpu_s: int, memory_bytes: int) -> list[str]
         f"--cpu={cpu_s}:{cpu_s + 5}",
         f"--as={memory_bytes}",
         "--core=0",
+        *([f"--fsize={file_bytes}"] if file_bytes is not None else []),
         "--",
         *argv,
     ]

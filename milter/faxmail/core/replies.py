@@ -82,13 +82,31 @@ DKIM_DNS_TEMPFAIL = Reply(
 # --- end of message: size and content ---
 MESSAGE_TOO_BIG = Reply("552", "5.3.4", "message too big for fax (limit {limit!s} bytes)")
 NOTHING_TO_FAX = Reply(
-    "550", "5.6.0", "no PDF or image attachment found (accepted: PDF, TIFF, PNG, JPEG)"
+    "550",
+    "5.6.0",
+    "no PDF or image attachment found (accepted: PDF, TIFF, PNG, JPEG,"
+    " DOCX, DOC, XLSX, XLS, ODT, ODS, RTF, PPTX, TXT)",
 )
 PDF_ENCRYPTED = Reply("550", "5.6.0", "the PDF is password-protected")
 DOCUMENT_DAMAGED = Reply("550", "5.6.0", "{name!s} cannot be read: {why!s}")
 TOO_MANY_PAGES = Reply("552", "5.3.4", "the fax has {pages!s} pages; at most {limit!s} are allowed")
 RENDER_TOO_SLOW = Reply("552", "5.3.4", "the document took too long to render ({why!s})")
 RENDERER_BUSY = Reply("451", "4.3.2", "fax renderer busy; please try again later")
+
+# --- end of message: Office files (render/officefile.py, render/office.py) ---
+# Macros never run: a document carrying them is refused before LibreOffice opens it.
+OFFICE_MACROS = Reply(
+    "550",
+    "5.6.1",
+    "{name!s} contains macros, which are not accepted; save it without macros or as PDF",
+)
+OFFICE_ENCRYPTED = Reply(
+    "550", "5.6.0", "{name!s} is password-protected; send it without a password or as PDF"
+)
+OFFICE_CONVERSION_FAILED = Reply(
+    "550", "5.6.5", "{name!s} could not be converted for faxing: {why!s}"
+)
+OFFICE_CONVERTER_BUSY = Reply("451", "4.3.2", "document converter busy; please try again later")
 
 # --- our own faults ---
 LOCAL_ERROR = Reply("451", "4.3.0", "temporary local problem; please try again later")

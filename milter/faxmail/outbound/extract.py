@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Literal
 
-from faxmail.core.documents import Document
+from faxmail.core.documents import Document, DocumentKind
 from faxmail.core.headertext import decode_header_text, from_8bit
 from faxmail.core.replies import (
     DOCUMENT_DAMAGED,
@@ -45,6 +45,13 @@ from faxmail.core.replies import (
     MIME_TOO_MANY_PARTS,
     NOTHING_TO_FAX,
     Refusal,
+)
+from faxmail.render.officefile import (
+    NOT_OFFICE,
+    OfficeClaim,
+    office_claim,
+    recognise,
+    same_office_family,
 )
 
 Kind = Literal["pdf", "tiff", "png", "jpeg"]
@@ -142,7 +149,8 @@ def sniff(data: bytes) -> Kind | None:
 class _Candidate:
     part: email.message.Message
     name: str | None  # decoded attachment name, still unsafe
-    expected: Kind | None  # generic type: the kind its name promises; declared type: None
+    expected: DocumentKind | None  # generic type: the kind its name promises; declared: None
+    office: OfficeClaim | None = None  # an Office or text attachment (render/officefile.py)
 
 
 def extract_documents(
@@ -168,12 +176,15 @@ def extract_documents(
             number = len(documents) + 1
             label = _label(number, candidate.name)
             _write_body(candidate.part, label, staging)
-            kind = sniff(_head(staging))
-            if candidate.expected is not None and kind != candidate.expected:
+            kind: DocumentKind | None = sniff(_head(staging))
+            if kind is None and candidate.office:
+                charset = candidate.part.get_content_charset()
+                kind = recognise(staging, label, text=candidate.office.text, charset=charset)
+            if candidate.expected is not None and not same_office_family(candidate.expected, kind):
                 staging.unlink()
                 continue  # a generic part we guessed wrong about: not a document
             if kind is None:
-                why = "it is not a PDF, TIFF, PNG or JPEG file"
+                why = NOT_OFFICE if candidate.office else "it is not a PDF, TIFF, PNG or JPEG file"
                 raise Refusal(DOCUMENT_DAMAGED.format(name=label, why=why))
             path = workdir / f"part-{number:02d}.{kind}"
             staging.rename(path)
@@ -229,6 +240,9 @@ def _related_root(part: email.message.Message, children: list[email.message.Mess
 
 
 def _candidate(part: email.message.Message, ctype: str, resource: bool) -> _Candidate | None:
+    office = office_claim(ctype, lambda: _filename(part), _is_attachment(part), ctype in _GENERIC)
+    if office is not None:  # taken inside an HTML body too: HTML cannot show it inline
+        return _Candidate(part, _filename(part), office.expected, office)
     declared = _DECLARED.get(ctype)
     if declared is None and ctype not in _GENERIC:
         return None  # text bodies, other attachments

@@ -1,5 +1,7 @@
 """Documents → one multi-page fax TIFF (G4, 1728 px wide): the steps and their limits.
 
+Office files and text attachments are made PDFs first (office.py: LibreOffice, sandboxed, in
+slots of its own), so that every limit below applies to what they convert to.
 Images are vetted by their headers and made PDF pages (images.py), PDFs by their first bytes;
 each is normalised by qpdf (pdfcheck.normalise_pdf: form appearances, /Rotate), then all are
 rendered in one sandboxed Ghostscript run (ghostscript.py) while qpdf vets the
@@ -41,6 +43,7 @@ from faxmail.render import ghostscript
 from faxmail.render.binarise import write_fax_tiff
 from faxmail.render.cover import FrontMatter, front_pages
 from faxmail.render.images import image_pages, image_pdf
+from faxmail.render.office import OfficeConverter
 from faxmail.render.options import PAGE_POINTS, RenderOptions
 from faxmail.render.pdfcheck import (
     check_pdf,
@@ -81,6 +84,7 @@ class _Shared:
     def __init__(self, slots: int) -> None:
         self.slots = threading.BoundedSemaphore(slots)
         self.processes = ghostscript.Processes()
+        self.office = OfficeConverter(slots)  # its own slots: a conversion holds no gs slot
 
 
 class Renderer:
@@ -110,6 +114,7 @@ class Renderer:
         as one fax TIFF `workdir/fax.tif`; the page limit counts every page.
 
         Refusal: PDF_ENCRYPTED, DOCUMENT_DAMAGED, TOO_MANY_PAGES (over all documents),
+        OFFICE_CONVERSION_FAILED, OFFICE_CONVERTER_BUSY (Office documents: office.py),
         RENDER_TOO_SLOW, RENDERER_BUSY (no slot within slot_wait_s), LOCAL_ERROR (bad output,
         daemon stopping). Only fax.tif is left in `workdir`; the documents are not touched.
         """
@@ -121,10 +126,12 @@ class Renderer:
             raise Refusal(TOO_MANY_PAGES.format(pages=pages, limit=self.options.max_pages))
         started = time.monotonic()
         try:
-            if documents:
-                fax = self._render(documents, workdir, started, front)
-            else:
-                fax = self._front_only(front or FrontMatter(), workdir, started)
+            # Office files become PDFs first: the limits below apply to what they convert to.
+            with self._shared.office.as_pdfs(documents, workdir) as pdfs:
+                if pdfs:
+                    fax = self._render(pdfs, workdir, started, front)
+                else:
+                    fax = self._front_only(front or FrontMatter(), workdir, started)
         except Refusal as refusal:
             log.info("render refused after %.2f s: %s", time.monotonic() - started, refusal)
             raise
@@ -132,8 +139,10 @@ class Renderer:
         return fax
 
     def stop_all(self) -> None:
-        """Kill every running Ghostscript process group; later renders fail with LOCAL_ERROR."""
+        """Kill every running Ghostscript and LibreOffice process group; later renders fail
+        with LOCAL_ERROR."""
         self._shared.processes.stop_all()
+        self._shared.office.stop_all()
 
     # --- steps ---------------------------------------------------------------------------
     @property
