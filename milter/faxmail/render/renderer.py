@@ -4,8 +4,9 @@ Images are vetted by their headers and made PDF pages (images.py), PDFs by their
 each is normalised by qpdf (pdfcheck.normalise_pdf: form appearances, /Rotate), then all are
 rendered in one sandboxed Ghostscript run (ghostscript.py) while qpdf vets the
 PDFs (pdfcheck.py: encrypted, damaged, page count) alongside; a refusal there stops gs.
-gs renders grey pages that binarise.py turns into fax bits with each page's own levels (or,
-with fixed thresholds or in photo mode, fax bits itself). A slot
+gs renders grey pages that binarise.py turns into fax bits with each page's own levels, page by
+page from a pipe while gs renders the next (greystream.py); or, with fixed thresholds, in photo
+mode or without raster images, fax bits itself. A slot
 semaphore bounds the Ghostscript runs at a time; a fax that gets no slot in time is refused for
 now.
 Output goes to a temporary name and is renamed only after `validate_fax_tiff`: a killed gs
