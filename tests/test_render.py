@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageChops, ImageSequence
 
+import faxmail.render.greystream as greystream
 from faxmail.core.documents import Document, DocumentKind
 from faxmail.core.replies import (
     DOCUMENT_DAMAGED,
@@ -98,9 +99,19 @@ def tiff_fields(tiff: Path) -> str:
 
 
 def gs_running(workdir: Path) -> list[str]:
-    """Ghostscript processes whose command line names this work dir (only ever ours)."""
-    found = subprocess.run(["pgrep", "-af", str(workdir)], capture_output=True, text=True)
-    return [line for line in found.stdout.splitlines() if " gs " in f" {line} " or "/gs " in line]
+    """Ghostscript processes working in this work dir (only ever ours): gs runs in a folder
+    of the render's scratch dir. (Not pgrep -f on the command line: a grey render writes to a
+    pipe, and its command line may name no file under the work dir.)"""
+    found = []
+    for process in Path("/proc").glob("[0-9]*"):
+        try:
+            argv = (process / "cmdline").read_bytes().decode("utf-8", "replace").split("\0")
+            cwd = os.readlink(process / "cwd")
+        except OSError:  # ended meanwhile, or not ours to read
+            continue
+        if Path(argv[0]).name == "gs" and cwd.startswith(f"{workdir}/"):
+            found.append(" ".join(argv))
+    return found
 
 
 def refused(render: Callable[[], object]) -> Refusal:
@@ -550,3 +561,42 @@ def _wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, "condition not reached"
         time.sleep(0.02)
+
+
+def test_grey_pages_are_binarised_from_a_pipe_while_gs_renders(
+    doc: MakeDoc, workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a scan (a raster image) takes the grey path; its pages reach binarise.py through a pipe,
+    # the first while gs still renders the second, and no grey page file is written
+    seen: list[tuple[int, bool, bool]] = []
+    original = greystream.pgm_pages
+
+    def watched(stream: io.BufferedReader) -> object:
+        for page in original(stream):
+            seen.append((page.width, any(workdir.rglob("*.pgm")), bool(gs_running(workdir))))
+            yield page
+
+    monkeypatch.setattr(greystream, "pgm_pages", watched)
+    fax = Renderer(RenderOptions()).render(
+        [doc("pdf", scanned_pdf()), doc("pdf", scanned_pdf())], workdir
+    )
+    assert fax.pages == 2 and [width for width, _, _ in seen] == [1686, 1686]
+    assert not any(files for _, files, _ in seen) and seen[0][2]  # gs was still at work
+    validate_fax_tiff(fax.tiff, 2)
+    assert list(workdir.iterdir()) == [fax.tiff]
+
+
+def test_a_failed_binarisation_is_our_fault_and_stops_gs(
+    doc: MakeDoc, workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # no disk for the fax TIFF (or a bug): 451, not a bounce for the sender's scan; the
+    # reader's closed pipe stops gs instead of leaving it blocked on a full pipe
+    def no_space(pages: object, output: Path, y_dpi: int) -> list[int]:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("faxmail.render.greystream.write_fax_pages", no_space)
+    document = doc("pdf", scanned_pdf())
+    refusal = refused(lambda: Renderer(RenderOptions()).render([document] * 3, workdir))
+    assert _is(refusal, LOCAL_ERROR)
+    assert gs_running(workdir) == []
+    assert list(workdir.iterdir()) == []

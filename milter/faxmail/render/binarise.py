@@ -1,7 +1,8 @@
 """Grey pages → fax bits, with the paper and ink levels of each page (and of each region).
 
-Ghostscript renders grey at fax resolution (ghostscript.py, `grey_pages`); each page then
-becomes black and white here, in-process, over Pillow's C loops (no per-pixel Python):
+Ghostscript renders grey at fax resolution (ghostscript.py, `grey_pages`) into a pipe
+(greystream.py); each page then becomes black and white here, in-process, over Pillow's C
+loops (no per-pixel Python), while gs renders the next:
 
 - **Levels.** The local paper level comes from a miniature of 8 x 8 px block means, closed
   over ±24 px (text has lower block means than the paper between lines; a closing fills
@@ -24,7 +25,7 @@ from __future__ import annotations
 
 import os
 import struct
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -161,12 +162,26 @@ def write_fax_tiff(pages: Sequence[Path], output: Path, y_dpi: int) -> list[int]
     """The grey page files, in order, as one G4 TIFF `output` (each file removed once read).
 
     Returns the ink pixels of each page (0: a blank page)."""
+    return write_fax_pages(_read_and_remove(pages), output, y_dpi)
+
+
+def _read_and_remove(pages: Sequence[Path]) -> Iterator[Image.Image]:
+    for path in pages:
+        with Image.open(path) as grey:
+            grey.load()
+            yield grey
+        path.unlink()
+
+
+def write_fax_pages(pages: Iterable[Image.Image], output: Path, y_dpi: int) -> list[int]:
+    """Grey pages, in order, as one G4 TIFF `output`, each written as soon as it comes (the
+    renderer's pages come from gs through a pipe while gs renders the next: greystream.py).
+
+    Returns the ink pixels of each page (0: a blank page)."""
     inks = []
     with open(output, "w+b") as handle, TiffImagePlugin.AppendingTiffWriter(handle) as tiff:
-        for path in pages:
-            with Image.open(path) as grey:
-                bits = to_fax_width(binarise(grey if grey.mode == "L" else grey.convert("L")))
-            path.unlink()
+        for grey in pages:
+            bits = to_fax_width(binarise(grey if grey.mode == "L" else grey.convert("L")))
             inks.append(bits.histogram()[255])
             stride = (bits.width + 7) // 8
             bits.save(
@@ -177,7 +192,8 @@ def write_fax_tiff(pages: Sequence[Path], output: Path, y_dpi: int) -> list[int]
                 strip_size=stride * bits.height,  # one strip per page
             )
             tiff.newFrame()
-    _label_min_is_white(output)
+    if inks:  # no page (gs stopped before its first): nothing to label
+        _label_min_is_white(output)
     return inks
 
 

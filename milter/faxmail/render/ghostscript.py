@@ -98,16 +98,18 @@ def start(
     output: Path,
     scratch: Path,
     processes: Processes,
-    grey: bool = False,
+    grey_fd: int | None = None,
 ) -> Running:
     """Start rendering; the page count (and so the time limit) may be known only later.
 
-    grey: `output` is a directory for grey page files, made fax bits by binarise.py."""
+    grey_fd: instead of `output`, grey pages into this pipe (greystream.py reads them)."""
     started = time.monotonic()
     gs_tmp = scratch / "tmp"
     gs_tmp.mkdir()
     marker = f"@@faxmail-{secrets.token_hex(6)}"
-    argv = _gs_arguments(options, output, grey) + _transfer_arguments(options, grey)
+    grey = grey_fd is not None
+    target = f"/dev/fd/{grey_fd}" if grey else str(output).replace("%", "%%")
+    argv = _gs_arguments(options, target, grey) + _transfer_arguments(options, grey)
     for number, path in enumerate(inputs):
         # a line before each file tells which document later messages are about
         argv += ["-c", f"({marker} {number}\\n) print flush", "-f", str(path)]
@@ -126,6 +128,7 @@ def start(
         cwd=gs_tmp,
         env=env,
         start_new_session=True,  # its own process group, killed as a whole
+        pass_fds=() if grey_fd is None else (grey_fd,),
     )
     with processes.lock:
         processes.running.add(proc)
@@ -165,7 +168,8 @@ def abandon(running: Running) -> None:
         proc.stdout.close()
 
 
-def _gs_arguments(options: RenderOptions, output: Path, grey: bool) -> list[str]:
+def _gs_arguments(options: RenderOptions, target: str, grey: bool) -> list[str]:
+    """`target`: gs's OutputFile, its % already doubled."""
     y_dpi = 196 if options.resolution == "fine" else 98
     argv = [
         "gs",
@@ -180,11 +184,10 @@ def _gs_arguments(options: RenderOptions, output: Path, grey: bool) -> list[str]
         "-sstdout=%stderr",  # one stream: messages stay in order with our markers
         f"-r204x{y_dpi}",
     ]
+    argv.append("-sOutputFile=" + target)
     if grey:
-        # `output` is a directory: one grey page file each, binarised by binarise.py
-        pattern = str(output).replace("%", "%%") + "/page-%05d.pgm"
-        return [*argv, "-sOutputFile=" + pattern, "-sDEVICE=pgmraw", f"-sPAPERSIZE={options.paper}"]
-    argv.append("-sOutputFile=" + str(output).replace("%", "%%"))
+        # one stream of grey pages (a PGM image each) into a pipe, binarised by binarise.py
+        return [*argv, "-sDEVICE=pgmraw", f"-sPAPERSIZE={options.paper}"]
     if options.photo:
         height = _HEIGHTS[(options.paper, options.resolution)]
         # error diffusion; -dMaxStripSize=0: one strip per page (4-row strips grow G4 1.7 times)

@@ -6,8 +6,9 @@ Images are vetted by their headers and made PDF pages (images.py), PDFs by their
 each is normalised by qpdf (pdfcheck.normalise_pdf: form appearances, /Rotate), then all are
 rendered in one sandboxed Ghostscript run (ghostscript.py) while qpdf vets the
 PDFs (pdfcheck.py: encrypted, damaged, page count) alongside; a refusal there stops gs.
-gs renders grey pages that binarise.py turns into fax bits with each page's own levels (or,
-with fixed thresholds or in photo mode, fax bits itself). A slot
+gs renders grey pages that binarise.py turns into fax bits with each page's own levels, page by
+page from a pipe while gs renders the next (greystream.py); or, with fixed thresholds, in photo
+mode or without raster images, fax bits itself. A slot
 semaphore bounds the Ghostscript runs at a time; a fax that gets no slot in time is refused for
 now.
 Output goes to a temporary name and is renamed only after `validate_fax_tiff`: a killed gs
@@ -17,6 +18,7 @@ What it costs against bare Ghostscript is measured by bench/ (bench/README.md).
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import os
@@ -40,8 +42,8 @@ from faxmail.core.replies import (
     Refusal,
 )
 from faxmail.render import ghostscript
-from faxmail.render.binarise import write_fax_tiff
 from faxmail.render.cover import FrontMatter, front_pages
+from faxmail.render.greystream import GreyStream, GreyStreamError
 from faxmail.render.images import image_pages, image_pdf
 from faxmail.render.office import OfficeConverter
 from faxmail.render.options import PAGE_POINTS, RenderOptions
@@ -205,12 +207,18 @@ class Renderer:
             partial = scratch / "fax.tif.partial"
             # grey pages only where binarise.py has levels to find: scans, photos
             grey = options.grey_pages and any(map(may_have_images, inputs))
-            rendered = scratch / "pages" if grey else partial
-            if grey:
-                rendered.mkdir()
-            running = ghostscript.start(
-                options, inputs, rendered, scratch, self._shared.processes, grey=grey
-            )
+            y_dpi = 196 if options.resolution == "fine" else 98
+            stream = GreyStream(partial, y_dpi) if grey else None
+            try:
+                running = ghostscript.start(
+                    options, inputs, partial, scratch, self._shared.processes,
+                    grey_fd=stream.write_fd if stream else None,
+                )  # fmt: skip
+            except BaseException:
+                _wait_quietly(stream)
+                raise
+            if stream:
+                stream.gs_started()  # binarised page by page while gs renders
             try:
                 # qpdf vets the PDFs while gs renders them (a fax's fixed cost halves); a
                 # refusal stops gs, and gs's time limit waits for the page count.
@@ -221,20 +229,20 @@ class Renderer:
                 _check_page_limit(total + extra, options.max_pages)
             except BaseException:
                 ghostscript.abandon(running)
+                _wait_quietly(stream)
                 raise
             try:
                 warned = ghostscript.finish(running, options, documents, total)
             except Refusal as refusal:
+                # a failed reader stops gs (its pipe closes): then the fault is ours, not gs's
+                _grey_inks(stream, gs_refused=True)
                 if refusal.reply.code.startswith("5") and not self._ghostscript_works(scratch):
                     # gs fails on a blank page too: our fault, not the document's (retry later)
                     log.error("Ghostscript fails on a blank test page: %s", refusal.reply)
                     raise Refusal(LOCAL_ERROR) from None
                 raise
-            inks: list[int] | None = None
-            if grey:
-                y_dpi = 196 if options.resolution == "fine" else 98
-                inks = write_fax_tiff(sorted(rendered.glob("page-*.pgm")), partial, y_dpi)
-            elif options.photo:
+            inks = _grey_inks(stream)
+            if options.photo:
                 partial = _min_is_white(partial, scratch / "fax-white.tif.partial")
             if warned:
                 pages = [counts[n] for n in range(len(documents))]
@@ -286,6 +294,32 @@ class Renderer:
             made = image_pdf(doc, page_points, scratch / f"image-{number:02d}.pdf")
             doc = Document("pdf", made, doc.label)
         return normalise_pdf(doc, scratch / f"input-{number:02d}.pdf")
+
+
+def _grey_inks(stream: GreyStream | None, gs_refused: bool = False) -> list[int] | None:
+    """The ink of each binarised page, once gs has ended (None: fax bits came from gs).
+
+    Refusal LOCAL_ERROR when binarising failed: a bug, no memory, no disk; a page cut off
+    where gs was stopped is no fault of ours when gs was refused (`gs_refused`)."""
+    if stream is None:
+        return None
+    try:
+        return stream.wait()
+    except GreyStreamError as error:
+        if gs_refused:
+            return None  # gs's refusal says why
+        log.error("the grey pages of a finished Ghostscript run: %s", error)
+        raise Refusal(LOCAL_ERROR) from None
+    except Exception:
+        log.exception("binarising the grey pages failed")
+        raise Refusal(LOCAL_ERROR) from None
+
+
+def _wait_quietly(stream: GreyStream | None) -> None:
+    """After gs was stopped for a refusal: let the reader end; its cut-off page is moot."""
+    if stream is not None:
+        with contextlib.suppress(Exception):
+            stream.wait()
 
 
 def _check_page_limit(pages: int, limit: int) -> None:
