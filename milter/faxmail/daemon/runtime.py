@@ -20,8 +20,8 @@ from faxmail.outbound.enqueue import Enqueuer
 from faxmail.outbound.wake import wake
 from faxmail.render.options import RenderOptions
 from faxmail.render.renderer import Renderer
+from faxmail.store.choose import open_store, sqlite_path
 from faxmail.store.interface import JobStore
-from faxmail.store.sqlite import SqliteStore
 
 log = logging.getLogger("faxmail.runtime")
 
@@ -65,9 +65,9 @@ def build_runtime(settings: Settings, *, mode: Mode = "daemon") -> Runtime:
     if mode == "daemon":
         shutil.rmtree(work, ignore_errors=True)  # work files of a previous run are garbage
     work.mkdir(parents=True, exist_ok=True)
-    store = SqliteStore(state / "faxmail.sqlite")
+    store = open_store(settings)  # StoreUnavailable, StoreSchemaOutdated: refuse to start
     spool = Spool.from_settings(settings.asterisk)
-    if spool.owner is not None and mode == "daemon":
+    if spool.owner is not None and mode == "daemon" and sqlite_path(settings) is not None:
         _share_store(state, spool.owner)
     enqueuer = Enqueuer(spool, store)
     problems = spool.problems()

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sqlite3
 import sys
 from pathlib import Path
 from typing import NoReturn
@@ -36,6 +35,7 @@ from faxmail.notify.requeue import release_held
 from faxmail.notify.seedmail import MissingFile, seed_mail
 from faxmail.notify.sent import UnknownJob, on_answered, on_sent, on_unanswered
 from faxmail.notify.sweep import prune_sent_tiffs, sweep_archived
+from faxmail.store.errors import StoreSchemaOutdated, StoreUnavailable
 
 log = logging.getLogger("faxmail_notify")
 
@@ -209,7 +209,10 @@ def main(argv: list[str] | None = None) -> int:
         for problem in exc.problems:
             print(f"faxmail-notify: {exc.source}: {problem}", file=sys.stderr)
         return EX_CONFIG
-    except (OSError, sqlite3.Error) as exc:
+    except StoreUnavailable as exc:
+        log.error("cannot reach the job store (Asterisk's report waits for none): %s", exc)
+        return EX_TEMPFAIL
+    except (OSError, StoreSchemaOutdated) as exc:
         log.error("cannot open the job store or the notify spool: %s", exc)
         return EX_CANTCREAT
     try:
@@ -230,6 +233,9 @@ def _classify(exc: Exception) -> int:
     if isinstance(exc, OSError):
         log.error("cannot write: %s", exc)
         return EX_CANTCREAT
+    if isinstance(exc, StoreUnavailable):
+        log.error("the job store failed (tried again later): %s", exc)
+        return EX_TEMPFAIL
     log.exception("unexpected error")
     return EX_SOFTWARE
 

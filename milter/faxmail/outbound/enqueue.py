@@ -17,7 +17,6 @@ from __future__ import annotations
 import errno
 import logging
 import secrets
-import sqlite3
 import threading
 from pathlib import Path
 
@@ -25,6 +24,7 @@ from faxmail.asterisk.spool import PARTIAL_TIFFS, Spool, clean_staging, place_ti
 from faxmail.core.crashpoints import crash_point
 from faxmail.core.policy import Fax
 from faxmail.core.replies import LOCAL_ERROR, RATE_LIMITED, SPOOL_FULL, Refusal, Reply
+from faxmail.store.errors import StoreUnavailable
 from faxmail.store.interface import JobStore
 from faxmail.store.model import Duplicate, EventKind, Job, JobState, RateExceeded, RateLimits
 
@@ -72,7 +72,7 @@ class Enqueuer:
             self._settle_unsettled()
             admission = store.admit(job, limits, fax.duplicate_window_hours * 3600)
             earlier = store.get(admission.job_id) if isinstance(admission, Duplicate) else None
-        except sqlite3.Error as exc:
+        except StoreUnavailable as exc:
             log.error("job %s: job store failed before queueing: %s", job.id, exc)
             raise Refusal(_store_reply(exc)) from exc
         if isinstance(admission, Duplicate):
@@ -99,7 +99,7 @@ class Enqueuer:
         try:
             # In faxmail's queue now: the dispatcher places its call, the 250 does not wait.
             store.queue_job(job.id, job.created if not_before is None else not_before)
-        except sqlite3.Error as exc:
+        except StoreUnavailable as exc:
             self._undo(job.id, exc)
             raise Refusal(_store_reply(exc)) from exc
         crash_point("committed")
@@ -115,7 +115,7 @@ class Enqueuer:
                 log.error("job %s: cannot remove %s: %s", job_id, leftover, error)  # repair() will
         try:
             self.store.set_state(job_id, JobState.ABANDONED, EventKind.SPOOL_ERROR, error=str(exc))
-        except sqlite3.Error as error:
+        except StoreUnavailable as error:
             log.error("job %s: cannot mark it abandoned yet: %s", job_id, error)
             with self._unsettled_lock:
                 self._unsettled[job_id] = str(exc)
@@ -156,8 +156,6 @@ def _spool_reply(exc: OSError) -> Reply:
     return SPOOL_FULL if exc.errno in (errno.ENOSPC, errno.EDQUOT) else LOCAL_ERROR
 
 
-def _store_reply(exc: sqlite3.Error) -> Reply:
-    # SQLITE_FULL: the state folder's disk is full
-    return (
-        SPOOL_FULL if getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL else LOCAL_ERROR
-    )
+def _store_reply(exc: StoreUnavailable) -> Reply:
+    # the database's disk is full (SQLite's state folder, or PostgreSQL's)
+    return SPOOL_FULL if exc.full else LOCAL_ERROR
