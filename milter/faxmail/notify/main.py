@@ -34,7 +34,7 @@ from faxmail.notify.received import on_received
 from faxmail.notify.requeue import release_held
 from faxmail.notify.seedmail import MissingFile, seed_mail
 from faxmail.notify.sent import UnknownJob, on_answered, on_sent, on_unanswered
-from faxmail.notify.sweep import prune_sent_tiffs, sweep_archived
+from faxmail.notify.sweep import expire_leases, prune_sent_tiffs, sweep_archived
 from faxmail.store.errors import StoreSchemaOutdated, StoreUnavailable
 
 log = logging.getLogger("faxmail_notify")
@@ -138,6 +138,7 @@ def _run(ctx: Context, opts: argparse.Namespace) -> int:
     if opts.command == "retry":
         release_held(ctx)
         sweep_archived(ctx)
+        expire_leases(ctx)
         prune_sent_tiffs(ctx)
         waiting = deliver_all(ctx)
         for left in waiting:

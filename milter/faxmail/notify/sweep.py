@@ -55,6 +55,17 @@ def sweep_archived(ctx: Context, now: float | None = None) -> int:
     return settled
 
 
+def expire_leases(ctx: Context, now: float | None = None) -> int:
+    """Settle the calls whose dispatcher's lease ran out without a report (its host died, or
+    lost the store, during the call): each job fails with a result mail saying the outcome is
+    unknown. The call is never placed again: it may have gone through. Returns how many."""
+    expired = ctx.store.expire_claims(time.time() if now is None else now)
+    for job_id in expired:
+        log.warning("job %s: its call's lease expired without a report; outcome unknown", job_id)
+        spool_result(ctx, job_id)
+    return len(expired)
+
+
 def prune_sent_tiffs(ctx: Context, now: float | None = None) -> int:
     """Delete the TIFFs of jobs that ended more than notify.keep_sent_tiff_days ago.
 
