@@ -28,6 +28,7 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "5": ("b5_legibility", "line time and OCR legibility vs the seed's gs command"),
     "6": ("b6_inbound", "inbound TIFF -> PDF: img2pdf vs ImageMagick"),
     "7": ("b7_queue", "the outbound queue: N faxes over C channels vs the line's limit"),
+    "8": ("b8_store", "the job store: admissions per second, PostgreSQL vs SQLite"),
 }
 
 
