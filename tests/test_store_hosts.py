@@ -17,18 +17,29 @@ from typing import Any
 
 import psycopg
 import pytest
+import yaml
 
 from faxmail.admin.main import main as admin_main
 from faxmail.asterisk.spool import Spool
+from faxmail.core.exitcodes import EX_TEMPFAIL
 from faxmail.core.policy import Fax
 from faxmail.core.replies import LOCAL_ERROR, Refusal
 from faxmail.core.settings import Asterisk, Settings
 from faxmail.core.yamlfile import ConfigError, load_yaml
+from faxmail.notify.heldevents import held
+from faxmail.notify.main import main as notify_main
 from faxmail.outbound.enqueue import Enqueuer
 from faxmail.store.choose import open_store
 from faxmail.store.errors import StoreSchemaOutdated, StoreUnavailable
 from faxmail.store.interface import AdminStore
-from faxmail.store.model import Duplicate, EventKind, JobFilter, JobState, RateLimits
+from faxmail.store.model import (
+    AttemptOutcome,
+    Duplicate,
+    EventKind,
+    JobFilter,
+    JobState,
+    RateLimits,
+)
 from faxmail.store.postgres import PostgresStore
 from infra.postgres import PostgresServer, start_postgres
 from infra.storekinds import OpenStore, migrated_database
@@ -230,3 +241,50 @@ def test_sqlite_stays_the_default(tmp_path: Path) -> None:
         assert isinstance(store.admit(job(2, message_id="<m1@x>"), NONE, 3600), Duplicate)
     finally:
         store.close()
+
+
+def test_a_call_report_while_postgres_is_down_is_held_and_recorded_by_retry(
+    own_server: PostgresServer, tmp_path: Path
+) -> None:
+    url = migrated_database(own_server)
+    store = PostgresStore(url)
+    tiff = tmp_path / "0123456789abcdef.tif"
+    tiff.write_bytes(b"II*\0")  # the next call needs its fax file
+    fax = job(1, id="0123456789abcdef", tiff=str(tiff))
+    assert store.admit(fax, NONE, 0) == "admitted"
+    store.queue_job(fax.id, 0.0)
+    line = {"number": fax.number_e164, "line": "default", "channels": 1}
+    assert store.claim_call(fax.id, 1, "host-a", time.time() + 3600, **line)
+    (tmp_path / "asterisk" / "outgoing").mkdir(parents=True)
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("fax: {max_retries: 2, retry_time: 30}\n")
+    settings = tmp_path / "settings.yaml"
+    settings.write_text(
+        yaml.safe_dump(
+            {
+                "state_dir": str(tmp_path / "state"),
+                "policy": str(policy),
+                "asterisk": {"spool_dir": str(tmp_path / "asterisk"), "user": None},
+                "notify": {"log_file": str(tmp_path / "notify.log")},
+                "store": {"url": url},
+            }
+        )
+    )
+    spool = tmp_path / "state" / "notify-spool"
+    busy = ["--settings", str(settings), "unanswered", "--job", fax.id, "--round", "1"]
+    busy += ["--attempt", "1", "--reason", "5"]
+    own_server.stop()
+    try:
+        assert notify_main(busy) == EX_TEMPFAIL  # Asterisk's report: kept, not lost
+        assert len(held(spool)) == 1
+        assert notify_main(["--settings", str(settings), "retry"]) == EX_TEMPFAIL  # still down
+        assert len(held(spool)) == 1
+    finally:
+        own_server.start()
+    notify_main(["--settings", str(settings), "retry"])  # the systemd timer, later
+    assert held(spool) == []
+    (attempt,) = store.attempts(fax.id)
+    assert attempt.outcome == AttemptOutcome.UNANSWERED
+    assert store.current_round(fax.id) == 2  # busy: the next call waits in the queue
+    assert "held in" in (tmp_path / "notify.log").read_text()
+    store.close()

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+import select
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -37,7 +38,7 @@ from faxmail.store.model import (
     RateLimits,
     Window,
 )
-from faxmail.store.postgres_dispatch import PostgresDispatch
+from faxmail.store.postgres_dispatch import PostgresDispatch, advisory_lock
 from faxmail.store.postgres_notify import PostgresNotify, add_event
 from faxmail.store.postgres_queries import PostgresQueries
 from faxmail.store.postgres_schema import Connection, check_schema
@@ -56,11 +57,6 @@ def unavailable(location: str, exc: psycopg.Error) -> StoreUnavailable:
     return StoreUnavailable(f"PostgreSQL job store {location}: {exc}".strip(), full=full)
 
 
-def lock(db: Connection, key: str) -> None:
-    """A lock on `key` until the transaction ends (hash collisions only serialize more)."""
-    db.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (key,))
-
-
 def connect(url: str) -> Connection:
     """A connection to `url` (StoreUnavailable when the server cannot be reached)."""
     try:
@@ -77,8 +73,19 @@ def connect(url: str) -> Connection:
 
 def _redacted(url: str) -> str:
     """`url` without a password, for messages."""
-    info = psycopg.conninfo.conninfo_to_dict(url)
+    try:
+        info = psycopg.conninfo.conninfo_to_dict(url)
+    except psycopg.Error:
+        return "(store.url)"
     return f"{info.get('dbname', '')}@{info.get('host', 'localhost')}:{info.get('port', 5432)}"
+
+
+def _closed_by_server(db: Connection) -> bool:
+    """Whether an idle connection has something to read: the server's goodbye (a restart, an
+    admin's terminate). Seen here, before a statement, the next statement gets a new
+    connection instead of failing once after every restart of the server."""
+    readable, _, _ = select.select([db.fileno()], [], [], 0)
+    return bool(readable)
 
 
 class PostgresStore(PostgresNotify, PostgresDispatch):
@@ -96,6 +103,9 @@ class PostgresStore(PostgresNotify, PostgresDispatch):
         return self._location
 
     def _connection(self) -> Connection:
+        if self._conn is not None and not self._conn.closed and _closed_by_server(self._conn):
+            log.warning("PostgreSQL job store %s: the server closed our connection", self._location)
+            self._conn.close()
         if self._conn is None or self._conn.closed:
             self._conn = connect(self._url)
         return self._conn
@@ -157,9 +167,9 @@ class PostgresStore(PostgresNotify, PostgresDispatch):
         """Insert `job` as "queueing" unless it is a resent duplicate or over the rate limit."""
         with self._tx() as db:
             # Always sender first, then Message-ID: one order, so no two admissions deadlock.
-            lock(db, "faxmail-sender:" + job.sender)
+            advisory_lock(db, "faxmail-sender:" + job.sender)
             if job.message_id:
-                lock(db, "faxmail-message-id:" + job.message_id)
+                advisory_lock(db, "faxmail-message-id:" + job.message_id)
             row = db.execute(
                 "SELECT id FROM jobs WHERE message_id = %s AND digest = %s AND number_e164 = %s"
                 " AND created > %s AND state = ANY(%s) ORDER BY created LIMIT 1",

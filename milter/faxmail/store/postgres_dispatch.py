@@ -40,7 +40,8 @@ _PUT_ROW = (
 )
 
 
-def _lock(db: Connection, key: str) -> None:
+def advisory_lock(db: Connection, key: str) -> None:
+    """A lock on `key` until the transaction ends (hash collisions only serialize more)."""
     db.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (key,))
 
 
@@ -124,8 +125,8 @@ class PostgresDispatch:
         channels: int,
     ) -> bool:
         with self._tx() as db:
-            _lock(db, "faxmail-line:" + line)
-            _lock(db, "faxmail-number:" + number)
+            advisory_lock(db, "faxmail-line:" + line)
+            advisory_lock(db, "faxmail-number:" + number)
             on_line = _count(db, _IN_FLIGHT + " AND d.line = %s", (_OPEN, line))
             to_number = _count(db, _IN_FLIGHT + " AND j.number_e164 = %s", (_OPEN, number))
             if on_line >= channels or to_number:
