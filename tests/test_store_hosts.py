@@ -22,13 +22,16 @@ import yaml
 from faxmail.admin.main import main as admin_main
 from faxmail.asterisk.spool import Spool
 from faxmail.core.exitcodes import EX_TEMPFAIL
-from faxmail.core.policy import Fax
+from faxmail.core.policy import Fax, Policy
 from faxmail.core.replies import LOCAL_ERROR, Refusal
 from faxmail.core.settings import Asterisk, Settings
 from faxmail.core.yamlfile import ConfigError, load_yaml
+from faxmail.notify.environment import Context
 from faxmail.notify.heldevents import held
 from faxmail.notify.main import main as notify_main
-from faxmail.outbound.enqueue import Enqueuer
+from faxmail.notify.outbox import NotifySpool
+from faxmail.notify.sweep import settle_stale_admissions
+from faxmail.outbound.enqueue import STALE_QUEUEING_S, Enqueuer
 from faxmail.store.choose import open_store
 from faxmail.store.errors import StoreSchemaOutdated, StoreUnavailable
 from faxmail.store.interface import AdminStore
@@ -288,3 +291,25 @@ def test_a_call_report_while_postgres_is_down_is_held_and_recorded_by_retry(
     assert store.current_round(fax.id) == 2  # busy: the next call waits in the queue
     assert "held in" in (tmp_path / "notify.log").read_text()
     store.close()
+
+
+def test_a_hosts_start_up_repair_leaves_another_hosts_admission_alone(
+    pg_server: PostgresServer, tmp_path: Path
+) -> None:
+    url = migrated_database(pg_server)
+    host_a, host_b = PostgresStore(url), PostgresStore(url)
+    in_progress = job(1, id="a" * 16)  # host A between its row and "queued"
+    crashed = job(2, id="b" * 16, created=time.time() - 2 * STALE_QUEUEING_S)  # a dead host's
+    for fax in (in_progress, crashed):
+        assert host_a.admit(fax, NONE, 0) == "admitted"
+    spool = Spool.from_settings(Asterisk(spool_dir=tmp_path, user=None))
+    Enqueuer(spool, host_b).repair(shared=True)  # host B restarts
+    assert [j.id for j in host_b.in_state(JobState.QUEUEING)] == ["a" * 16]
+    assert [j.id for j in host_b.in_state(JobState.ABANDONED)] == ["b" * 16]
+    settings = Settings.model_validate({"state_dir": str(tmp_path), "store": {"url": url}})
+    ctx = Context(settings, Policy(), host_b, NotifySpool(tmp_path / "ns"))
+    later = time.time() + 2 * STALE_QUEUEING_S  # host A died after all: its row is settled
+    assert settle_stale_admissions(ctx, later) == 1
+    assert host_b.in_state(JobState.QUEUEING) == []
+    host_a.close()
+    host_b.close()

@@ -77,7 +77,7 @@ def build_runtime(settings: Settings, *, mode: Mode = "daemon") -> Runtime:
     if not problems and mode == "daemon":
         dispatcher = Dispatcher(spool, store, policies.current)
         dispatcher.repair()  # first: it publishes the staged call files that were claimed
-        enqueuer.repair()
+        enqueuer.repair(shared=sqlite_path(settings) is None)
     renderer = Renderer(RenderOptions(), slots=settings.render_slots)
     gateway = Gateway(
         policies=policies,

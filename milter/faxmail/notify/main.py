@@ -35,7 +35,12 @@ from faxmail.notify.received import on_received
 from faxmail.notify.requeue import release_held
 from faxmail.notify.seedmail import MissingFile, seed_mail
 from faxmail.notify.sent import UnknownJob, on_answered, on_sent, on_unanswered
-from faxmail.notify.sweep import expire_leases, prune_sent_tiffs, sweep_archived
+from faxmail.notify.sweep import (
+    expire_leases,
+    prune_sent_tiffs,
+    settle_stale_admissions,
+    sweep_archived,
+)
 from faxmail.store.errors import StoreSchemaOutdated, StoreUnavailable
 
 log = logging.getLogger("faxmail_notify")
@@ -141,6 +146,7 @@ def _run(ctx: Context, opts: argparse.Namespace) -> int:
         release_held(ctx)
         sweep_archived(ctx)
         expire_leases(ctx)
+        settle_stale_admissions(ctx)
         prune_sent_tiffs(ctx)
         waiting = deliver_all(ctx)
         for left in waiting:

@@ -19,6 +19,7 @@ from faxmail.asterisk.callfile import parse_callfile
 from faxmail.asterisk.spool import Spool
 from faxmail.notify.environment import Context
 from faxmail.notify.results import spool_result
+from faxmail.outbound.enqueue import stale_admission
 from faxmail.store.model import FINISHED_STATES, EventKind, JobState
 
 log = logging.getLogger("faxmail_notify.sweep")
@@ -64,6 +65,23 @@ def expire_leases(ctx: Context, now: float | None = None) -> int:
         log.warning("job %s: its call's lease expired without a report; outcome unknown", job_id)
         spool_result(ctx, job_id)
     return len(expired)
+
+
+def settle_stale_admissions(ctx: Context, now: float | None = None) -> int:
+    """On a store shared by several hosts: abandon the "queueing" rows a crashed milter left
+    (its sender got no 250 and retries), which the other hosts' start-up repair leaves alone
+    while they are young. The TIFF goes too where it is on this host. Returns how many."""
+    if ctx.settings.store.url is None:
+        return 0  # one host: the milter's own start-up repair settles them
+    now = time.time() if now is None else now
+    settled = 0
+    for job in ctx.store.in_state(JobState.QUEUEING):
+        if stale_admission(job, now):
+            Path(job.tiff).unlink(missing_ok=True)
+            ctx.store.set_state(job.id, JobState.ABANDONED, EventKind.REPAIRED)
+            log.warning("job %s: left queueing by a crash; abandoned (sender got no 250)", job.id)
+            settled += 1
+    return settled
 
 
 def prune_sent_tiffs(ctx: Context, now: float | None = None) -> int:

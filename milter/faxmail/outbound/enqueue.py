@@ -18,6 +18,7 @@ import errno
 import logging
 import secrets
 import threading
+import time
 from pathlib import Path
 
 from faxmail.asterisk.spool import PARTIAL_TIFFS, Spool, clean_staging, place_tiff
@@ -129,14 +130,20 @@ class Enqueuer:
             with self._unsettled_lock:
                 self._unsettled.pop(job_id, None)
 
-    def repair(self) -> None:
+    def repair(self, *, shared: bool = False) -> None:
         """Settle what a crash left behind (run once at start, before taking mail; after the
-        dispatcher's repair, which publishes the staged call files that were promised)."""
+        dispatcher's repair, which publishes the staged call files that were promised).
+
+        `shared`: other hosts admit into the same store, so a young "queueing" row may be
+        another host's admission in progress: only rows older than STALE_QUEUEING_S are
+        settled (faxmail-notify retry settles the younger ones of a crash later)."""
         spool, store = self.spool, self.store
         removed = clean_staging(spool.staging) if spool.staging.is_dir() else 0
         if removed:
             log.warning("removed %d unfinished call files from %s", removed, spool.staging)
         for job in store.in_state(JobState.QUEUEING):
+            if shared and not stale_admission(job, time.time()):
+                continue
             if spool.queued_callfile(job.id).exists() or spool.archived_callfile(job.id).exists():
                 # a call file of an older version's order (call file before the row)
                 store.set_state(job.id, JobState.QUEUED, EventKind.REPAIRED)
@@ -150,6 +157,15 @@ class Enqueuer:
         if spool.faxes.is_dir():
             for leftover in spool.faxes.glob(PARTIAL_TIFFS):
                 leftover.unlink(missing_ok=True)
+
+
+# A "queueing" row lives milliseconds (admit → TIFF → "queued", after rendering): one this old
+# is a crashed host's, whichever host looks.
+STALE_QUEUEING_S = 300.0
+
+
+def stale_admission(job: Job, now: float) -> bool:
+    return job.state == JobState.QUEUEING and job.created < now - STALE_QUEUEING_S
 
 
 def _spool_reply(exc: OSError) -> Reply:
