@@ -313,3 +313,24 @@ def test_a_hosts_start_up_repair_leaves_another_hosts_admission_alone(
     assert host_b.in_state(JobState.QUEUEING) == []
     host_a.close()
     host_b.close()
+
+
+def test_the_admin_commands_read_the_shared_store(
+    pg_server: PostgresServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = migrated_database(pg_server)
+    store = PostgresStore(url)  # as host A's milter left it
+    assert store.admit(job(1, id="c" * 16), NONE, 0) == "admitted"
+    store.queue_job("c" * 16, 0.0)
+    store.close()
+    settings = tmp_path / "settings.yaml"  # host B's settings: the same store.url
+    settings.write_text(
+        yaml.safe_dump(
+            {"state_dir": str(tmp_path), "asterisk": {"user": None}, "store": {"url": url}}
+        )
+    )
+    assert admin_main(["jobs", "--settings", str(settings), "--json"]) == 0
+    assert "c" * 16 in capsys.readouterr().out
+    assert admin_main(["show", "cccc", "--settings", str(settings)]) == 0
+    assert "queued" in capsys.readouterr().out
+    assert admin_main(["stats", "--settings", str(settings)]) == 0
