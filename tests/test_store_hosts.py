@@ -334,3 +334,20 @@ def test_the_admin_commands_read_the_shared_store(
     assert admin_main(["show", "cccc", "--settings", str(settings)]) == 0
     assert "queued" in capsys.readouterr().out
     assert admin_main(["stats", "--settings", str(settings)]) == 0
+
+
+def test_the_fax_document_is_kept_for_a_remote_asterisk_until_the_result(
+    pg_server: PostgresServer,
+) -> None:
+    store = PostgresStore(migrated_database(pg_server))
+    try:
+        assert store.admit(job(1, id="d" * 16), NONE, 0) == "admitted"
+        assert store.document("d" * 16) is None
+        store.put_document("d" * 16, b"II*\0first")
+        store.put_document("d" * 16, b"II*\0\xff\x00 again")  # a resend's: replaced
+        assert store.document("d" * 16) == b"II*\0\xff\x00 again"
+        store.queue_job("d" * 16, 0.0)
+        assert store.claim_result("d" * 16, JobState.SENT, EventKind.FAX_SENT)
+        assert store.document("d" * 16) is None  # dropped with the job's result
+    finally:
+        store.close()

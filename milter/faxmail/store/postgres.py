@@ -20,6 +20,7 @@ import json
 import logging
 import select
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict
@@ -256,9 +257,10 @@ class PostgresStore(PostgresNotify, PostgresDispatch):
     def put_document(self, job_id: str, tiff: bytes) -> None:
         with self._tx() as db:
             db.execute(
-                "INSERT INTO documents (job_id, tiff) VALUES (%s, %s)"
-                " ON CONFLICT (job_id) DO UPDATE SET tiff = excluded.tiff",
-                (job_id, tiff),
+                "INSERT INTO documents (job_id, stored, tiff) VALUES (%s, %s, %s)"
+                " ON CONFLICT (job_id)"
+                " DO UPDATE SET stored = excluded.stored, tiff = excluded.tiff",
+                (job_id, time.time(), tiff),
             )
 
     def document(self, job_id: str) -> bytes | None:

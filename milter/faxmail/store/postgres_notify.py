@@ -31,13 +31,15 @@ def has_result(db: Connection, job_id: str) -> bool:
 
 
 def settle(db: Connection, job_id: str, outcome: JobState) -> None:
-    """Claim the job's result as `outcome`: final state, result row, no call left to place."""
+    """Claim the job's result as `outcome`: final state, result row, no call left to place
+    and no document left to fetch."""
     db.execute(
         "INSERT INTO results (job_id, outcome, claimed) VALUES (%s, %s, %s)",
         (job_id, outcome, time.time()),
     )
     db.execute("UPDATE jobs SET state = %s WHERE id = %s", (outcome, job_id))
     db.execute("DELETE FROM dispatch WHERE job_id = %s", (job_id,))
+    db.execute("DELETE FROM documents WHERE job_id = %s", (job_id,))
 
 
 class PostgresNotify:

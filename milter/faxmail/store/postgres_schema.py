@@ -100,6 +100,7 @@ CREATE TABLE dispatch (
 CREATE INDEX dispatch_host ON dispatch (host);
 CREATE TABLE documents (
     job_id text COLLATE "C" PRIMARY KEY,   -- the fax TIFF, for an Asterisk on another host
+    stored double precision NOT NULL,
     tiff bytea NOT NULL
 );
 """,
