@@ -29,6 +29,7 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "6": ("b6_inbound", "inbound TIFF -> PDF: img2pdf vs ImageMagick"),
     "7": ("b7_queue", "the outbound queue: N faxes over C channels vs the line's limit"),
     "8": ("b8_office", "Office files: DOCX conversion per page, non-fax mail meanwhile"),
+    "9": ("b9_store", "the job store: admissions per second, PostgreSQL vs SQLite"),
 }
 
 

@@ -29,6 +29,9 @@ class Config:
     # 7. the outbound queue: faxes mailed at once per run (about 15 s on the line each), rounds
     queue_faxes: int = 10
     queue_rounds: int = 2
+    # 8. the job store: admissions per run, rounds
+    store_admissions: int = 400
+    store_rounds: int = 3
 
 
 DEFAULT = Config()
@@ -44,4 +47,6 @@ QUICK = Config(
     inbound_rounds=1,
     queue_faxes=4,
     queue_rounds=1,
+    store_admissions=80,
+    store_rounds=1,
 )

@@ -19,6 +19,7 @@ from infra.dns import DnsServer
 from infra.milterproc import MilterProcess, faxmail_milter
 from infra.postfix import PostfixInstance
 from infra.protocols import MakePostfix, StartMilter
+from infra.storekinds import open_store, pg_server, store_url  # noqa: F401 - fixtures
 
 # ---------------------------------------------------------------- logs in failure reports
 

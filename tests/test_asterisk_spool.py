@@ -3,7 +3,6 @@ the Enqueuer's memory of unsettled jobs belongs to it, not to the process."""
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 
 import pytest
@@ -20,6 +19,7 @@ from faxmail.core.policy import Fax
 from faxmail.core.replies import LOCAL_ERROR, Refusal
 from faxmail.core.settings import Asterisk
 from faxmail.outbound.enqueue import Enqueuer
+from faxmail.store.errors import StoreUnavailable
 from faxmail.store.model import Job, RateLimits
 
 JOB = "0123456789abcdef"
@@ -92,7 +92,7 @@ class FlakyStore:
 
     def set_state(self, job_id: str, state: str, event: str, **detail: object) -> None:
         if self.broken:
-            raise sqlite3.OperationalError("disk I/O error")
+            raise StoreUnavailable("disk I/O error")
         self.states.append((job_id, state, event))
 
     def queue_job(self, job_id: str, not_before: float, **detail: object) -> None:

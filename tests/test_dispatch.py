@@ -30,8 +30,10 @@ from faxmail.notify.outbox import NotifySpool
 from faxmail.notify.sent import on_answered, on_sent, on_unanswered
 from faxmail.outbound.dispatch import Dispatcher
 from faxmail.outbound.wake import listen, wake
+from faxmail.store.interface import AdminStore
 from faxmail.store.model import Job, JobState, RateLimits
 from faxmail.store.sqlite import SqliteStore
+from infra.storekinds import OpenStore
 
 T0 = datetime(2026, 12, 1, 10, 0, tzinfo=UTC)  # a Tuesday, 19:00 in Tokyo
 
@@ -49,6 +51,7 @@ class World:
     root: Path
     policy: Policy
     clock: Clock = field(default_factory=Clock)
+    open_store: OpenStore | None = None  # None: SQLite in the state folder
 
     def __post_init__(self) -> None:
         for sub in ("outgoing", "outgoing_done", "faxmail-staging", "fax"):
@@ -59,7 +62,11 @@ class World:
                 "asterisk": {"spool_dir": str(self.root / "asterisk"), "user": None},
             }
         )
-        self.store = SqliteStore(self.root / "state" / "faxmail.sqlite")
+        self.store: AdminStore = (
+            self.open_store()
+            if self.open_store is not None
+            else SqliteStore(self.root / "state" / "faxmail.sqlite")
+        )
         self.spool = Spool.from_settings(self.settings.asterisk)
         self.dispatcher = Dispatcher(
             self.spool, self.store, lambda: self.policy, "host-a", self.clock
@@ -144,15 +151,15 @@ class World:
         return job.state
 
 
-def world(tmp_path: Path, **policy: Any) -> Iterator[World]:
-    made = World(tmp_path, Policy.model_validate(policy))
+def world(tmp_path: Path, open_store: OpenStore, **policy: Any) -> Iterator[World]:
+    made = World(tmp_path, Policy.model_validate(policy), open_store=open_store)
     yield made
     made.store.close()
 
 
 @pytest.fixture
-def one_line(tmp_path: Path) -> Iterator[World]:
-    yield from world(tmp_path, fax={"max_retries": 2, "retry_time": 30})
+def one_line(tmp_path: Path, open_store: OpenStore) -> Iterator[World]:
+    yield from world(tmp_path, open_store, fax={"max_retries": 2, "retry_time": 30})
 
 
 def test_one_call_per_number_first_come_first_served(one_line: World) -> None:
@@ -169,9 +176,9 @@ def test_one_call_per_number_first_come_first_served(one_line: World) -> None:
     assert w.dispatcher.tick() is None and w.calls() == []
 
 
-def test_a_line_carries_at_most_its_channels(tmp_path: Path) -> None:
+def test_a_line_carries_at_most_its_channels(tmp_path: Path, open_store: OpenStore) -> None:
     lines = [{"name": "trunk", "channel": "PJSIP/{number}@trunk", "channels": 2}]
-    for w in world(tmp_path, lines=lines):
+    for w in world(tmp_path, open_store, lines=lines):
         for n in range(5):
             w.add(f"b{n}", number=f"+8131234567{n}", created=T0.timestamp() - 10 + n)
         w.dispatcher.tick()
@@ -209,12 +216,14 @@ def test_busy_is_called_again_soon_as_a_new_call_file(one_line: World) -> None:
     assert w.store.pending_results() == ["c0"]  # the one result mail, claimed once
 
 
-def test_a_failed_fax_is_called_again_with_the_fallback(tmp_path: Path) -> None:
+def test_a_failed_fax_is_called_again_with_the_fallback(
+    tmp_path: Path, open_store: OpenStore
+) -> None:
     policy = {
         "fax": {"retry_time": 30},
         "retry": {"max_attempts": 3, "fallbacks": [{"ecm": False}, {"max_rate": 9600}]},
     }
-    for w in world(tmp_path, **policy):
+    for w in world(tmp_path, open_store, **policy):
         w.add("d0")
         w.dispatcher.tick()
         assert "FAXMAIL_ECM" not in w.calls()[0]
@@ -243,9 +252,9 @@ def test_failed_fax_ends_the_job_by_default_as_before(one_line: World) -> None:
     assert one_line.state("e0") == JobState.FAILED
 
 
-def test_send_later_and_quiet_hours_hold_a_job(tmp_path: Path) -> None:
+def test_send_later_and_quiet_hours_hold_a_job(tmp_path: Path, open_store: OpenStore) -> None:
     quiet = [{"from": "18:00", "to": "08:00", "timezone": "Asia/Tokyo"}]
-    for w in world(tmp_path, quiet_hours=quiet):
+    for w in world(tmp_path, open_store, quiet_hours=quiet):
         w.add("f0")
         due = w.dispatcher.tick()  # 19:00 in Tokyo: quiet until 08:00
         assert w.calls() == [] and due == datetime(2026, 12, 1, 23, 0, tzinfo=UTC)
@@ -265,9 +274,13 @@ def test_send_later_time_is_the_first_calls_not_before(one_line: World) -> None:
     assert len(w.calls()) == 1
 
 
-def test_repair_settles_each_crash_leftover(tmp_path: Path) -> None:
+TRUNK: dict[str, Any] = {"line": "trunk", "channels": 3, "number": "+813123450001"}
+DEFAULT_LINE: dict[str, Any] = {"line": "default", "channels": 1, "number": "+81312345678"}
+
+
+def test_repair_settles_each_crash_leftover(tmp_path: Path, open_store: OpenStore) -> None:
     lines = [{"name": "trunk", "channel": "PJSIP/{number}@trunk", "channels": 3}]
-    w = next(world(tmp_path, lines=lines))
+    w = next(world(tmp_path, open_store, lines=lines))
     for job in ("0c0", "0c1", "0c2"):
         w.add(job, number=f"+8131234500{job[2]}")
     staged = w.spool.staged_callfile
@@ -275,9 +288,9 @@ def test_repair_settles_each_crash_leftover(tmp_path: Path) -> None:
     staged("0c0").write_text("Channel: x\n")
     # 0c1: staged and claimed (killed before the rename) → published, not placed again
     staged("0c1").write_text("Channel: x\n")
-    assert w.store.claim_call("0c1", 1, "host-a", 0)
+    assert w.store.claim_call("0c1", 1, "host-a", 0, **TRUNK)
     # 0c2: claimed and published (killed after the rename) → Asterisk has it: left alone
-    assert w.store.claim_call("0c2", 1, "host-a", 0)
+    assert w.store.claim_call("0c2", 1, "host-a", 0, **{**TRUNK, "number": "+813123450002"})
     w.spool.queued_callfile("0c2").write_text("Channel: x\n")
     w.dispatcher.repair()
     assert not staged("0c0").exists() and not staged("0c1").exists()
@@ -292,15 +305,15 @@ def test_repair_settles_each_crash_leftover(tmp_path: Path) -> None:
 
 def test_a_claim_is_won_once(one_line: World) -> None:
     one_line.add("0e0")
-    assert one_line.store.claim_call("0e0", 1, "host-a", 0)
-    assert not one_line.store.claim_call("0e0", 1, "host-b", 0)  # another dispatcher
+    assert one_line.store.claim_call("0e0", 1, "host-a", 0, **DEFAULT_LINE)
+    assert not one_line.store.claim_call("0e0", 1, "host-b", 0, **DEFAULT_LINE)  # another one
     one_line.dispatcher.tick()
     assert one_line.calls() == []  # placed by "host-a" already: no second call file
 
 
 def test_a_lost_claim_leaves_no_call_file(one_line: World, monkeypatch: pytest.MonkeyPatch) -> None:
     one_line.add("0f0")
-    monkeypatch.setattr(one_line.store, "claim_call", lambda *args: False)
+    monkeypatch.setattr(one_line.store, "claim_call", lambda *args, **kwargs: False)
     one_line.dispatcher.tick()
     assert one_line.calls() == [] and list(one_line.spool.staging.iterdir()) == []
 

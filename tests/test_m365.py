@@ -15,12 +15,14 @@ import pytest
 
 from faxmail.core.replies import LOCAL_ERROR, Refusal
 from faxmail.outbound.replayguard import check_not_faxed, faxed_once
+from faxmail.store.interface import AdminStore
 from faxmail.store.sqlite import SqliteStore
 from infra.dkimkeys import M365_HEADER, Signer, sign_like_m365
 from infra.faxstate import callfiles, final_reply, job_rows
 from infra.mail import Attachment, build_message
 from infra.pdfs import make_pdf
 from infra.protocols import MakePostfix, StartMilter
+from infra.storekinds import OpenStore
 
 FAX = "fax+03-1234-5678@example.jp"
 OTHER_FAX = "fax+03-2222-3333@example.jp"
@@ -119,25 +121,25 @@ def test_ed25519_only_signed_mail_is_faxed(
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> SqliteStore:
-    return SqliteStore(tmp_path / "faxmail.sqlite")
+def store(open_store: OpenStore) -> AdminStore:
+    return open_store()  # each store kind: SQLite, PostgreSQL
 
 
 def test_a_claim_is_one_transactions_and_survives_a_restart(
-    store: SqliteStore, tmp_path: Path
+    store: AdminStore, open_store: OpenStore
 ) -> None:
     assert store.claim_message_id("<a@x>", "first", 1.0)
     assert store.claim_message_id("<a@x>", "first", 2.0)  # its own claim: several recipients
     assert not store.claim_message_id("<a@x>", "second", 3.0)
     store.release_message_id("<a@x>", "second")  # not its claim: nothing happens
     store.close()
-    reopened = SqliteStore(tmp_path / "faxmail.sqlite")
+    reopened = open_store()
     assert reopened.message_id_claimed("<a@x>")
     assert not reopened.claim_message_id("<a@x>", "third", 4.0)
     assert not reopened.message_id_claimed("<b@x>")
 
 
-def test_faxed_once_refuses_a_second_transaction(store: SqliteStore) -> None:
+def test_faxed_once_refuses_a_second_transaction(store: AdminStore) -> None:
     with faxed_once(store, "<a@x>"):
         pass
     with pytest.raises(Refusal) as caught, faxed_once(store, "<a@x>"):
@@ -148,7 +150,7 @@ def test_faxed_once_refuses_a_second_transaction(store: SqliteStore) -> None:
     check_not_faxed(store, "<other@x>")
 
 
-def test_a_transaction_that_queued_nothing_gives_its_claim_back(store: SqliteStore) -> None:
+def test_a_transaction_that_queued_nothing_gives_its_claim_back(store: AdminStore) -> None:
     """A deferred (4xx) or refused mail is retried or fixed by its sender: no replay."""
     with pytest.raises(Refusal), faxed_once(store, "<a@x>"):
         raise Refusal(LOCAL_ERROR)  # e.g. the spool was full while queueing
@@ -158,7 +160,8 @@ def test_a_transaction_that_queued_nothing_gives_its_claim_back(store: SqliteSto
     assert store.message_id_claimed("<a@x>")
 
 
-def test_a_fully_signed_mail_claims_nothing(store: SqliteStore) -> None:
+def test_a_fully_signed_mail_claims_nothing(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "faxmail.sqlite")
     with faxed_once(store, None):
         pass
     check_not_faxed(store, None)

@@ -21,6 +21,7 @@ from faxmail.store.model import (
     RateLimits,
 )
 from faxmail.store.sqlite import SqliteStore
+from infra.storekinds import OpenStore
 
 BASE = Job(
     id="j0",
@@ -52,21 +53,21 @@ def job(n: int, **changes: object) -> Job:
     return dataclasses.replace(BASE, **values)  # type: ignore[arg-type]
 
 
-def test_rate_limit_counts_across_restart(tmp_path: Path) -> None:
+def test_rate_limit_counts_across_restart(open_store: OpenStore) -> None:
     limits = RateLimits(per_hour=2, per_day=None)
-    store = SqliteStore(tmp_path / "s.sqlite")
+    store = open_store()
     assert store.admit(job(1), limits, 3600) == "admitted"
     assert store.admit(job(2), limits, 3600) == "admitted"
     store.close()
-    store = SqliteStore(tmp_path / "s.sqlite")
+    store = open_store()
     assert store.admit(job(3), limits, 3600) == RateExceeded(2, "hour")
     assert store.rate_exceeded("ALICE@example.jp", limits, time.time()) == RateExceeded(2, "hour")
     store.set_state("j1", "abandoned", "test")  # abandoned jobs were never faxed: not counted
     assert store.admit(job(3), limits, 3600) == "admitted"
 
 
-def test_duplicate_within_window(tmp_path: Path) -> None:
-    store = SqliteStore(tmp_path / "s.sqlite")
+def test_duplicate_within_window(open_store: OpenStore) -> None:
+    store = open_store()
     limits = RateLimits(None, None)
     assert store.admit(job(1, message_id="<same@x>"), limits, 3600) == "admitted"
     assert store.admit(job(2, message_id="<same@x>"), limits, 3600) == Duplicate("j1")
@@ -74,8 +75,8 @@ def test_duplicate_within_window(tmp_path: Path) -> None:
     assert [kind for _, kind, _ in store.events("j1")] == ["accepted", "duplicate"]
 
 
-def test_threads_never_exceed_the_limit(tmp_path: Path) -> None:
-    store = SqliteStore(tmp_path / "s.sqlite")
+def test_threads_never_exceed_the_limit(open_store: OpenStore) -> None:
+    store = open_store()
     limits = RateLimits(per_hour=5, per_day=None)
     results: list[object] = []
 
@@ -138,7 +139,7 @@ def test_the_enums_hold_exactly_the_stored_strings() -> None:
         "attempt-unanswered", "attempt-success", "attempt-failed", "requeued", "dialling",
             "undialled", "fax-sent",
         "fax-failed", "unanswered", "no-report", "cancelled", "result-already-claimed",
-        "result-mailed", "resend-of", "resent",
+        "result-mailed", "resend-of", "resent", "lease-expired",
     }  # fmt: skip
     assert "cancelled" not in COUNTED_STATES and "abandoned" not in COUNTED_STATES
 

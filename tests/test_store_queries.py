@@ -1,27 +1,25 @@
-"""The admin's named queries (`JobQueries`) against a SQLite store filled through its writers."""
+"""The admin's named queries (`JobQueries`) against each store kind, filled through its writers."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
+from faxmail.store.interface import AdminStore
 from faxmail.store.model import AttemptOutcome, EventKind, JobFilter, JobState, RateLimits
-from faxmail.store.sqlite import SqliteStore
+from infra.storekinds import OpenStore
 from test_store import job
 
 NONE = RateLimits(None, None)
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[SqliteStore]:
-    store = SqliteStore(tmp_path / "faxmail.sqlite")
-    yield store
-    store.close()
+def store(open_store: OpenStore) -> Iterator[AdminStore]:
+    yield open_store()
 
 
-def _fill(store: SqliteStore) -> None:
+def _fill(store: AdminStore) -> None:
     """j1 sent (alice), j2 queued (bob, absorbed a resent mail), j3 abandoned (carol_x)."""
     for n, sender, number in (
         (1, "alice@example.jp", "+81312345678"),
@@ -39,11 +37,11 @@ def _fill(store: SqliteStore) -> None:
     assert store.admit(resent, NONE, 3600) != "admitted"  # a duplicate of j2
 
 
-def _ids(store: SqliteStore, **wanted: object) -> list[str]:
+def _ids(store: AdminStore, **wanted: object) -> list[str]:
     return [j.id for j in store.queries.jobs(JobFilter(**wanted))]  # type: ignore[arg-type]
 
 
-def test_jobs_by_state_sender_number_and_time(store: SqliteStore) -> None:
+def test_jobs_by_state_sender_number_and_time(store: AdminStore) -> None:
     _fill(store)
     assert _ids(store) == ["j3", "j2", "j1"]  # newest first
     assert _ids(store, limit=2) == ["j3", "j2"]
@@ -62,7 +60,7 @@ def test_jobs_by_state_sender_number_and_time(store: SqliteStore) -> None:
     assert sent == store.get("j1") and sent.state is JobState.SENT
 
 
-def test_ids_starting(store: SqliteStore) -> None:
+def test_ids_starting(store: AdminStore) -> None:
     for job_id in ("ab12", "ab34", "ac00"):
         assert store.admit(job(0, id=job_id, message_id=job_id), NONE, 0) == "admitted"
     assert store.queries.ids_starting("ab") == ["ab12", "ab34"]
@@ -70,7 +68,7 @@ def test_ids_starting(store: SqliteStore) -> None:
     assert store.queries.ids_starting("ad") == []
 
 
-def test_attempts_results_and_events_of_many_jobs(store: SqliteStore) -> None:
+def test_attempts_results_and_events_of_many_jobs(store: AdminStore) -> None:
     _fill(store)
     store.record_attempt("j2", 1, 1, AttemptOutcome.UNANSWERED, reason="17")
     store.record_attempt("j2", 1, 2, AttemptOutcome.ANSWERED, JobState.SENDING)
@@ -100,7 +98,7 @@ def test_attempts_results_and_events_of_many_jobs(store: SqliteStore) -> None:
     }
 
 
-def test_inbound_newest_first(store: SqliteStore) -> None:
+def test_inbound_newest_first(store: AdminStore) -> None:
     store.add_inbound("in1", did="0312345678", pages=2)
     store.add_inbound("in2", did="0312345679")
     store.add_inbound("in1", did="again")  # a repeated call keeps the first record

@@ -15,7 +15,6 @@ import getpass
 import os
 import pwd
 import re
-import sqlite3
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,9 +23,10 @@ from faxmail.core.exitcodes import EX_CONFIG, EX_REFUSED
 from faxmail.core.policy import Policy
 from faxmail.core.settings import Settings, load_settings
 from faxmail.core.yamlfile import ConfigError, load_yaml
+from faxmail.store.choose import open_store, sqlite_path
+from faxmail.store.errors import StoreSchemaOutdated, StoreUnavailable
 from faxmail.store.interface import AdminStore, JobQueries
 from faxmail.store.model import Job
-from faxmail.store.sqlite import SqliteStore
 
 DEFAULT_SETTINGS = Path("/etc/faxmail/settings.yaml")
 
@@ -106,17 +106,17 @@ def open_admin(settings_path: Path | None) -> Admin:
     except OSError as exc:
         raise AdminError(f"cannot read the settings: {exc}", EX_CONFIG) from exc
     became = _become_spool_owner(settings)
-    database = settings.state_dir / "faxmail.sqlite"
+    database = sqlite_path(settings)
     as_user = f" (as {became}, the settings' asterisk.user)" if became else ""
     try:
-        if not database.is_file():
+        if database is not None and not database.is_file():
             raise AdminError(
                 f"there is no job store at {database} (state_dir of {source}); "
                 "pass the daemon's settings with --settings",
                 EX_CONFIG,
             )
-        store = SqliteStore(database)
-    except (OSError, sqlite3.Error) as exc:
+        store = open_store(settings)
+    except (OSError, StoreUnavailable, StoreSchemaOutdated) as exc:
         raise AdminError(f"cannot open the job store{as_user}: {exc}", EX_CONFIG) from exc
     return Admin(settings, source, store, actor)
 

@@ -176,6 +176,9 @@ def build_parser() -> argparse.ArgumentParser:
     from faxmail.admin.doctor import add_doctor_command
 
     add_doctor_command(sub)
+    from faxmail.admin.storecommand import add_store_command
+
+    add_store_command(sub)  # store migrate
     _add_plugin_commands(sub)
     return parser
 

@@ -101,6 +101,22 @@ class Web(_Strict):
     chart_days: int = Field(default=14, ge=1, le=92)
 
 
+class Store(_Strict):
+    """Where the job store is. Without `url`: the SQLite file <state_dir>/faxmail.sqlite, for
+    one host. With a PostgreSQL URL (postgresql://user@db.example.jp/faxmail): one database
+    shared by several MX and Asterisk hosts; its tables come from `faxmail store migrate`.
+    Keep the password out of the YAML: libpq's ~/.pgpass (PGPASSFILE), or `password_file`."""
+
+    url: str | None = Field(default=None, pattern=r"^postgres(ql)?://")
+    password_file: Path | None = None  # the password: first line of this file
+
+    @model_validator(mode="after")
+    def _password_needs_url(self) -> Store:
+        if self.password_file is not None and self.url is None:
+            raise ValueError("password_file is for a PostgreSQL store: set url too")
+        return self
+
+
 class Settings(_Strict):
     socket: str = "inet:8894@127.0.0.1"
     socket_group: str | None = "postfix"  # a unix socket is made 0660 with this group
@@ -117,6 +133,7 @@ class Settings(_Strict):
     mail: Mail = Mail()
     notify: Notify = Notify()
     web: Web = Web()
+    store: Store = Store()
 
     @property
     def notify_spool(self) -> Path:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from faxmail.outbound.dispatch import Dispatcher
 from faxmail.outbound.wake import listen, wake_socket
+from faxmail.store.errors import StoreUnavailable
 
 log = logging.getLogger("faxmail.dispatch")
 
@@ -58,6 +59,9 @@ class DispatchThread:
         while not self._stop.is_set():
             try:
                 due = self.dispatcher.tick()
+            except StoreUnavailable as exc:  # the database is down: one line, not a traceback
+                log.error("dispatcher: the job store failed; trying again in %g s: %s", POLL_S, exc)
+                due = None
             except Exception:  # a fault (the store locked...) is logged and retried
                 log.exception("dispatcher: tick failed; trying again in %g s", POLL_S)
                 due = None

@@ -11,12 +11,13 @@ import sys
 import threading
 from pathlib import Path
 
-from faxmail.core.exitcodes import EX_CONFIG
+from faxmail.core.exitcodes import EX_CONFIG, EX_TEMPFAIL
 from faxmail.core.settings import load_settings
 from faxmail.core.yamlfile import ConfigError
 from faxmail.daemon import socketfile
 from faxmail.daemon.dispatchloop import DispatchThread
 from faxmail.daemon.runtime import Runtime, build_runtime
+from faxmail.store.errors import StoreSchemaOutdated, StoreUnavailable
 
 log = logging.getLogger("faxmail.daemon")
 
@@ -199,6 +200,14 @@ def main(argv: list[str] | None = None) -> int:
         for problem in exc.problems:
             print(f"  {problem}", file=sys.stderr)
         return EX_CONFIG
+    except StoreSchemaOutdated as exc:
+        print(f"faxmail-milter: {exc}", file=sys.stderr)
+        return EX_CONFIG
+    except StoreUnavailable as exc:
+        print(
+            f"faxmail-milter: cannot open the job store (try again later): {exc}", file=sys.stderr
+        )
+        return EX_TEMPFAIL
     serve(runtime)
     return 0
 

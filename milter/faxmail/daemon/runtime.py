@@ -22,8 +22,8 @@ from faxmail.outbound.preview import PreviewMailer, PreviewRequest
 from faxmail.outbound.wake import wake
 from faxmail.render.options import RenderOptions
 from faxmail.render.renderer import Renderer
-from faxmail.store.interface import JobStore
-from faxmail.store.sqlite import SqliteStore
+from faxmail.store.choose import open_store, sqlite_path
+from faxmail.store.interface import JobStore, NotifyStore
 
 log = logging.getLogger("faxmail.runtime")
 
@@ -54,7 +54,7 @@ def _share_store(state: Path, owner: tuple[int, int]) -> None:
 
 
 def _preview_mailer(
-    settings: Settings, policies: PolicyHolder, store: SqliteStore
+    settings: Settings, policies: PolicyHolder, store: NotifyStore
 ) -> PreviewMailer:
     """Previews go out through notify's outbox, with the policy as it reads at that moment."""
     from faxmail.notify.environment import Context
@@ -82,9 +82,9 @@ def build_runtime(settings: Settings, *, mode: Mode = "daemon") -> Runtime:
     if mode == "daemon":
         shutil.rmtree(work, ignore_errors=True)  # work files of a previous run are garbage
     work.mkdir(parents=True, exist_ok=True)
-    store = SqliteStore(state / "faxmail.sqlite")
+    store = open_store(settings)  # StoreUnavailable, StoreSchemaOutdated: refuse to start
     spool = Spool.from_settings(settings.asterisk)
-    if spool.owner is not None and mode == "daemon":
+    if spool.owner is not None and mode == "daemon" and sqlite_path(settings) is not None:
         _share_store(state, spool.owner)
     enqueuer = Enqueuer(spool, store, put_documents=bool(settings.asterisk_hosts))
     problems = spool.problems()
@@ -98,7 +98,7 @@ def build_runtime(settings: Settings, *, mode: Mode = "daemon") -> Runtime:
             log.warning("calls on this line are not dialled until fixed: %s", problem)
         dispatcher = Dispatcher(spool, store, policies.current, dialers=dialers)
         dispatcher.repair()  # first: it publishes the staged call files that were claimed
-        enqueuer.repair()
+        enqueuer.repair(shared=sqlite_path(settings) is None)
     renderer = Renderer(RenderOptions(), slots=settings.render_slots)
     gateway = Gateway(
         policies=policies,

@@ -15,8 +15,8 @@ from faxmail.core.policy import Policy
 from faxmail.core.settings import Settings, load_settings
 from faxmail.core.yamlfile import load_yaml
 from faxmail.notify.outbox import NotifySpool
+from faxmail.store.choose import open_store
 from faxmail.store.interface import NotifyStore
-from faxmail.store.sqlite import SqliteStore
 
 DEFAULT_SETTINGS = Path("/etc/faxmail/settings.yaml")
 
@@ -43,13 +43,18 @@ class Context:
 
 def load_context(settings_path: Path | None) -> Context:
     """Raises ConfigError (exit 78) for bad settings or policy, OSError for unusable paths."""
-    if settings_path is None and DEFAULT_SETTINGS.exists():
-        settings_path = DEFAULT_SETTINGS
-    settings = load_settings(settings_path)
+    settings = read_settings(settings_path)
     policy = Policy() if settings.policy is None else load_yaml(settings.policy, Policy)
     setup_logging(settings)
-    store = SqliteStore(settings.state_dir / "faxmail.sqlite")
+    store = open_store(settings)
     return Context(settings, policy, store, NotifySpool(settings.notify_spool))
+
+
+def read_settings(settings_path: Path | None) -> Settings:
+    """The settings `--settings` names, else /etc/faxmail/settings.yaml, else the defaults."""
+    if settings_path is None and DEFAULT_SETTINGS.exists():
+        settings_path = DEFAULT_SETTINGS
+    return load_settings(settings_path)
 
 
 def setup_logging(settings: Settings) -> None:

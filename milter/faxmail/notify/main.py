@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sqlite3
 import sys
 from pathlib import Path
 from typing import NoReturn
@@ -30,13 +29,20 @@ from faxmail.notify import args as token
 from faxmail.notify.args import FaxReport, Refused
 from faxmail.notify.deliver import deliver, deliver_all
 from faxmail.notify.entry import Reception
-from faxmail.notify.environment import Context, load_context, setup_logging
+from faxmail.notify.environment import Context, load_context, read_settings, setup_logging
 from faxmail.notify.fetch import OutsideFaxDir, on_fetch, remove_fetched
+from faxmail.notify.heldevents import HELD_COMMANDS, hold, replay
 from faxmail.notify.received import on_received
 from faxmail.notify.requeue import release_held
 from faxmail.notify.seedmail import MissingFile, seed_mail
 from faxmail.notify.sent import UnknownJob, on_answered, on_sent, on_unanswered
-from faxmail.notify.sweep import prune_sent_tiffs, sweep_archived
+from faxmail.notify.sweep import (
+    expire_leases,
+    prune_sent_tiffs,
+    settle_stale_admissions,
+    sweep_archived,
+)
+from faxmail.store.errors import StoreSchemaOutdated, StoreUnavailable
 
 log = logging.getLogger("faxmail_notify")
 
@@ -143,8 +149,11 @@ def build_parser() -> Parser:
 def _run(ctx: Context, opts: argparse.Namespace) -> int:
     name = _event(ctx, opts)
     if opts.command == "retry":
+        replay(ctx.settings.notify_spool, lambda words: _replay_one(ctx, words))  # reports first
         release_held(ctx)
         sweep_archived(ctx)
+        expire_leases(ctx)
+        settle_stale_admissions(ctx)
         prune_sent_tiffs(ctx)
         waiting = deliver_all(ctx)
         for left in waiting:
@@ -207,8 +216,9 @@ def _fax(opts: argparse.Namespace) -> FaxReport:
 
 def main(argv: list[str] | None = None) -> int:
     setup_logging(Settings())  # until the settings are read: syslog and stderr
+    words = sys.argv[1:] if argv is None else list(argv)
     try:
-        opts = build_parser().parse_args(argv)
+        opts = build_parser().parse_args(words)
     except Refused as exc:
         log.error("refused: %s", exc)
         return EX_DATAERR
@@ -218,7 +228,12 @@ def main(argv: list[str] | None = None) -> int:
         for problem in exc.problems:
             print(f"faxmail-notify: {exc.source}: {problem}", file=sys.stderr)
         return EX_CONFIG
-    except (OSError, sqlite3.Error) as exc:
+    except StoreUnavailable as exc:
+        if opts.command in HELD_COMMANDS:
+            return _hold(opts, words, exc)
+        log.error("cannot reach the job store (tried again later): %s", exc)
+        return EX_TEMPFAIL
+    except (OSError, StoreSchemaOutdated) as exc:
         log.error("cannot open the job store or the notify spool: %s", exc)
         return EX_CANTCREAT
     try:
@@ -226,10 +241,40 @@ def main(argv: list[str] | None = None) -> int:
     except Refused as exc:
         log.error("refused: %s", exc)
         return EX_DATAERR
+    except StoreUnavailable as exc:
+        # A received fax's mail may be out already: only a call's report is kept to run again.
+        if opts.command in HELD_COMMANDS and opts.command != "received":
+            return _hold(opts, words, exc)
+        return _classify(exc)
     except Exception as exc:  # noqa: BLE001 - an exit code and a traceback, not a crash
         return _classify(exc)
     finally:
         ctx.close()
+
+
+def _hold(opts: argparse.Namespace, words: list[str], exc: StoreUnavailable) -> int:
+    """Keep Asterisk's report for `retry` (heldevents.py): the store cannot take it now."""
+    try:
+        settings = read_settings(opts.settings)
+        kept = hold(settings.notify_spool, words)
+    except (OSError, ConfigError) as error:
+        log.error(
+            "job %s: report lost, the job store (%s) and the spool fail: %s",
+            opts.job if "job" in opts else "-",
+            exc,
+            error,
+        )
+        return EX_CANTCREAT
+    log.warning("%s report held in %s until the job store answers: %s", opts.command, kept, exc)
+    return EX_TEMPFAIL
+
+
+def _replay_one(ctx: Context, words: list[str]) -> None:
+    try:
+        opts = build_parser().parse_args(words)
+    except SystemExit as exc:  # checked when it was held: only a changed alphabet gets here
+        raise ValueError(f"no longer a valid report: {exc}") from None
+    _event(ctx, opts)
 
 
 def _classify(exc: Exception) -> int:
@@ -242,6 +287,9 @@ def _classify(exc: Exception) -> int:
     if isinstance(exc, OSError):
         log.error("cannot write: %s", exc)
         return EX_CANTCREAT
+    if isinstance(exc, StoreUnavailable):
+        log.error("the job store failed (tried again later): %s", exc)
+        return EX_TEMPFAIL
     log.exception("unexpected error")
     return EX_SOFTWARE
 

@@ -73,6 +73,8 @@ def build_result(ctx: Context, meta: MailMeta) -> BuiltMail:
         error = text["cancelled_error"]
     elif any(kind == EventKind.NO_REPORT for _, kind, _ in ctx.store.events(job.id)):
         error = text["no_report"]  # settled by sweep.py from Asterisk's archive
+    elif any(kind == EventKind.LEASE_EXPIRED for _, kind, _ in ctx.store.events(job.id)):
+        error = text["lease_expired"]  # settled by sweep.expire_leases: the outcome is unknown
     else:
         error = _error(job.language, attempts, text)
     subject = job.subject or job.number_given

@@ -19,6 +19,7 @@ from faxmail.asterisk.callfile import parse_callfile
 from faxmail.asterisk.spool import Spool
 from faxmail.notify.environment import Context
 from faxmail.notify.results import spool_result
+from faxmail.outbound.enqueue import stale_admission
 from faxmail.store.model import FINISHED_STATES, EventKind, JobState
 
 log = logging.getLogger("faxmail_notify.sweep")
@@ -52,6 +53,34 @@ def sweep_archived(ctx: Context, now: float | None = None) -> int:
                 log.warning("job %s: call archived as %s without a final report", job.id, status)
                 spool_result(ctx, job.id)
                 settled += 1
+    return settled
+
+
+def expire_leases(ctx: Context, now: float | None = None) -> int:
+    """Settle the calls whose dispatcher's lease ran out without a report (its host died, or
+    lost the store, during the call): each job fails with a result mail saying the outcome is
+    unknown. The call is never placed again: it may have gone through. Returns how many."""
+    expired = ctx.store.expire_claims(time.time() if now is None else now)
+    for job_id in expired:
+        log.warning("job %s: its call's lease expired without a report; outcome unknown", job_id)
+        spool_result(ctx, job_id)
+    return len(expired)
+
+
+def settle_stale_admissions(ctx: Context, now: float | None = None) -> int:
+    """On a store shared by several hosts: abandon the "queueing" rows a crashed milter left
+    (its sender got no 250 and retries), which the other hosts' start-up repair leaves alone
+    while they are young. The TIFF goes too where it is on this host. Returns how many."""
+    if ctx.settings.store.url is None:
+        return 0  # one host: the milter's own start-up repair settles them
+    now = time.time() if now is None else now
+    settled = 0
+    for job in ctx.store.in_state(JobState.QUEUEING):
+        if stale_admission(job, now):
+            Path(job.tiff).unlink(missing_ok=True)
+            ctx.store.set_state(job.id, JobState.ABANDONED, EventKind.REPAIRED)
+            log.warning("job %s: left queueing by a crash; abandoned (sender got no 250)", job.id)
+            settled += 1
     return settled
 
 

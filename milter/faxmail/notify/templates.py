@@ -48,6 +48,10 @@ TEXT: dict[str, dict[str, str]] = {
         "fax_failed": "fax failed",
         "no_fax": "the call ended before the fax started",
         "no_report": "the call was answered, but Asterisk reported no fax result",
+        "lease_expired": (
+            "the host that placed the call stopped reporting during it; the fax may or may not"
+            " have reached the recipient, and is not sent again: please check with them"
+        ),
         "reason_0": "call failed",
         "reason_1": "hung up",
         "reason_3": "no answer",
@@ -107,6 +111,10 @@ TEXT: dict[str, dict[str, str]] = {
         "fax_failed": "FAX送信失敗",
         "no_fax": "FAX送信開始前に切断されました",
         "no_report": "相手は応答しましたが、Asteriskから送信結果の報告がありませんでした",
+        "lease_expired": (
+            "発信したホストが通話中に応答しなくなりました。FAXが届いたかどうかは不明で、"
+            "再送はしていません。受信者にご確認ください"
+        ),
         "reason_0": "発信失敗",
         "reason_1": "切断",
         "reason_3": "応答なし",

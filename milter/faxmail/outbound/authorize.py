@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 import re
 
 from phonenumbers import PhoneNumberType
 
 from faxmail.core.policy import Policy, Sender
-from faxmail.core.replies import NUMBER_FORBIDDEN, RATE_LIMITED, Refusal
+from faxmail.core.replies import LOCAL_ERROR, NUMBER_FORBIDDEN, RATE_LIMITED, Refusal
 from faxmail.outbound.recipient import PhoneNumber
+from faxmail.store.errors import StoreUnavailable
 from faxmail.store.interface import JobStore
 from faxmail.store.model import RateLimits
+
+log = logging.getLogger("faxmail.authorize")
 
 _TYPE_NAMES: dict[int, str] = {
     PhoneNumberType.PREMIUM_RATE: "premium_rate",
@@ -77,7 +81,11 @@ def max_pages(policy: Policy, entry: Sender | None) -> int:
 
 
 def check_rate(store: JobStore, sender: str, limits: RateLimits, now: float) -> None:
-    exceeded = store.rate_exceeded(sender, limits, now)
+    try:
+        exceeded = store.rate_exceeded(sender, limits, now)
+    except StoreUnavailable as exc:
+        log.error("sender=%s: cannot count its faxes, the job store failed: %s", sender, exc)
+        raise Refusal(LOCAL_ERROR) from exc
     if exceeded is not None:
         raise Refusal(
             RATE_LIMITED.format(sender=sender, count=exceeded.count, window=exceeded.window)

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import logging
 import socket
-import sqlite3
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -43,6 +42,7 @@ from faxmail.core.queuepolicy import Fallback
 from faxmail.queue.lines import line_for, lines_for, lines_of
 from faxmail.queue.model import CallInFlight, Start, WaitingJob
 from faxmail.queue.schedule import next_due, plan
+from faxmail.store.errors import StoreUnavailable
 from faxmail.store.interface import JobStore
 from faxmail.store.model import DispatchRow, Job, JobState
 
@@ -173,9 +173,20 @@ class Dispatcher:
             return False
         crash_point("dispatch-staged")
         lease = self.clock().timestamp() + LEASE_S
+        channels = next(line.channels for line in policy.dial_lines() if line.name == start.line)
         try:
-            claimed = self.store.claim_call(job.id, start.attempt, self.host, lease)
-        except sqlite3.Error as exc:
+            # The store checks the line's channels and the number again: another host may
+            # have placed a call since this host's plan.
+            claimed = self.store.claim_call(
+                job.id,
+                start.attempt,
+                self.host,
+                lease,
+                number=job.number_e164,
+                line=start.line,
+                channels=channels,
+            )
+        except StoreUnavailable as exc:
             log.error(
                 "job %s: cannot claim call %d (tried again later): %s", job.id, start.attempt, exc
             )
@@ -232,7 +243,7 @@ class Dispatcher:
     ) -> None:
         try:
             self.store.release_call(job_id, round_, error=str(exc))
-        except sqlite3.Error as error:
+        except StoreUnavailable as error:
             # The claim stays: repair() at the next start publishes the staged file.
             log.error("job %s: cannot give call %d back yet: %s", job_id, round_, error)
             return

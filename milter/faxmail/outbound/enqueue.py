@@ -19,14 +19,15 @@ from __future__ import annotations
 import errno
 import logging
 import secrets
-import sqlite3
 import threading
+import time
 from pathlib import Path
 
 from faxmail.asterisk.spool import PARTIAL_TIFFS, Spool, clean_staging, place_tiff
 from faxmail.core.crashpoints import crash_point
 from faxmail.core.policy import Fax
 from faxmail.core.replies import LOCAL_ERROR, RATE_LIMITED, SPOOL_FULL, Refusal, Reply
+from faxmail.store.errors import StoreUnavailable
 from faxmail.store.interface import JobStore
 from faxmail.store.model import Duplicate, EventKind, Job, JobState, RateExceeded, RateLimits
 
@@ -76,7 +77,7 @@ class Enqueuer:
             self._settle_unsettled()
             admission = store.admit(job, limits, fax.duplicate_window_hours * 3600)
             earlier = store.get(admission.job_id) if isinstance(admission, Duplicate) else None
-        except sqlite3.Error as exc:
+        except StoreUnavailable as exc:
             log.error("job %s: job store failed before queueing: %s", job.id, exc)
             raise Refusal(_store_reply(exc)) from exc
         if isinstance(admission, Duplicate):
@@ -103,15 +104,15 @@ class Enqueuer:
         try:
             if self.put_documents:
                 self.store.put_document(job.id, spool.tiff(job.id).read_bytes())
-        except (OSError, sqlite3.Error) as exc:
+        except (OSError, StoreUnavailable) as exc:
             self._undo(job.id, exc)
             raise Refusal(
-                _store_reply(exc) if isinstance(exc, sqlite3.Error) else _spool_reply(exc)
+                _store_reply(exc) if isinstance(exc, StoreUnavailable) else _spool_reply(exc)
             ) from exc
         try:
             # In faxmail's queue now: the dispatcher places its call, the 250 does not wait.
             store.queue_job(job.id, job.created if not_before is None else not_before)
-        except sqlite3.Error as exc:
+        except StoreUnavailable as exc:
             self._undo(job.id, exc)
             raise Refusal(_store_reply(exc)) from exc
         crash_point("committed")
@@ -127,7 +128,7 @@ class Enqueuer:
                 log.error("job %s: cannot remove %s: %s", job_id, leftover, error)  # repair() will
         try:
             self.store.set_state(job_id, JobState.ABANDONED, EventKind.SPOOL_ERROR, error=str(exc))
-        except sqlite3.Error as error:
+        except StoreUnavailable as error:
             log.error("job %s: cannot mark it abandoned yet: %s", job_id, error)
             with self._unsettled_lock:
                 self._unsettled[job_id] = str(exc)
@@ -141,14 +142,20 @@ class Enqueuer:
             with self._unsettled_lock:
                 self._unsettled.pop(job_id, None)
 
-    def repair(self) -> None:
+    def repair(self, *, shared: bool = False) -> None:
         """Settle what a crash left behind (run once at start, before taking mail; after the
-        dispatcher's repair, which publishes the staged call files that were promised)."""
+        dispatcher's repair, which publishes the staged call files that were promised).
+
+        `shared`: other hosts admit into the same store, so a young "queueing" row may be
+        another host's admission in progress: only rows older than STALE_QUEUEING_S are
+        settled (faxmail-notify retry settles the younger ones of a crash later)."""
         spool, store = self.spool, self.store
         removed = clean_staging(spool.staging) if spool.staging.is_dir() else 0
         if removed:
             log.warning("removed %d unfinished call files from %s", removed, spool.staging)
         for job in store.in_state(JobState.QUEUEING):
+            if shared and not stale_admission(job, time.time()):
+                continue
             if spool.queued_callfile(job.id).exists() or spool.archived_callfile(job.id).exists():
                 # a call file of an older version's order (call file before the row)
                 store.set_state(job.id, JobState.QUEUED, EventKind.REPAIRED)
@@ -164,12 +171,19 @@ class Enqueuer:
                 leftover.unlink(missing_ok=True)
 
 
+# A "queueing" row lives milliseconds (admit → TIFF → "queued", after rendering): one this old
+# is a crashed host's, whichever host looks.
+STALE_QUEUEING_S = 300.0
+
+
+def stale_admission(job: Job, now: float) -> bool:
+    return job.state == JobState.QUEUEING and job.created < now - STALE_QUEUEING_S
+
+
 def _spool_reply(exc: OSError) -> Reply:
     return SPOOL_FULL if exc.errno in (errno.ENOSPC, errno.EDQUOT) else LOCAL_ERROR
 
 
-def _store_reply(exc: sqlite3.Error) -> Reply:
-    # SQLITE_FULL: the state folder's disk is full
-    return (
-        SPOOL_FULL if getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL else LOCAL_ERROR
-    )
+def _store_reply(exc: StoreUnavailable) -> Reply:
+    # the database's disk is full (SQLite's state folder, or PostgreSQL's)
+    return SPOOL_FULL if exc.full else LOCAL_ERROR

@@ -17,7 +17,6 @@ from __future__ import annotations
 import datetime
 import email.utils
 import logging
-import sqlite3
 import time
 import uuid
 from collections.abc import Iterator, Sequence
@@ -25,6 +24,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from faxmail.core.replies import LOCAL_ERROR, MESSAGE_ID_FAXED, Refusal
+from faxmail.store.errors import StoreUnavailable
 from faxmail.store.interface import MessageIdClaims
 
 log = logging.getLogger("faxmail.dkim")
@@ -117,7 +117,7 @@ def faxed_once(store: MessageIdClaims, message_id: str | None) -> Iterator[None]
     transaction = uuid.uuid4().hex
     try:
         claimed = store.claim_message_id(message_id, transaction, time.time())
-    except sqlite3.Error as exc:
+    except StoreUnavailable as exc:
         log.error("cannot claim Message-ID %s in the job store: %s", message_id, exc)
         raise Refusal(LOCAL_ERROR) from exc
     if not claimed:
@@ -128,7 +128,7 @@ def faxed_once(store: MessageIdClaims, message_id: str | None) -> Iterator[None]
     except BaseException:
         try:
             store.release_message_id(message_id, transaction)
-        except sqlite3.Error as exc:  # the original failure matters more; log this one
+        except StoreUnavailable as exc:  # the original failure matters more; log this one
             log.error("cannot release Message-ID %s: %s", message_id, exc)
         raise
 

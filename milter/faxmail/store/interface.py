@@ -6,8 +6,9 @@
 - `AdminStore`: what the admin commands hold: notify's store (cancel sends the result mail,
   resend queues through the milter's enqueue) and its queries.
 
-No SQL crosses these protocols, so another database (PostgreSQL, for several MX hosts) can sit
-behind them; `sqlite.py` is the implementation today. Values are those of `model.py`.
+No SQL crosses these protocols, and no driver's exception: both implementations, `sqlite.py`
+(the embedded default) and `postgres.py` (several hosts on one database), raise
+`errors.StoreUnavailable` for a temporary fault. Values are those of `model.py`.
 """
 
 from __future__ import annotations
@@ -51,8 +52,26 @@ class DispatchStore(Protocol):
 
     def dispatch_row(self, job_id: str) -> DispatchRow | None: ...
 
-    def claim_call(self, job_id: str, round_: int, host: str, lease_until: float) -> bool:
-        """Claim a waiting call for `host`; False when another has it or it waits no more."""
+    def claim_call(
+        self,
+        job_id: str,
+        round_: int,
+        host: str,
+        lease_until: float,
+        *,
+        number: str,
+        line: str,
+        channels: int,
+    ) -> bool:
+        """Claim a waiting call for `host`, on `line`; False when another has it, it waits no
+        more, `line` carries `channels` placed calls already or `number` (E.164) has one:
+        whatever another host placed meanwhile, the limits hold at claim time."""
+        ...
+
+    def expire_claims(self, now: float) -> list[str]:
+        """Settle placed calls whose lease ran out before `now` without a report: each job
+        fails (its result claimed; the call may have happened, so it is never placed again).
+        The ids of the jobs settled."""
         ...
 
     def release_call(self, job_id: str, round_: int, **detail: object) -> None:

@@ -61,6 +61,9 @@ class EventKind(StrEnum):
     REQUEUED = "requeued"  # the next call waits in faxmail's queue (a retry), the next round
     DIALLING = "dialling"  # a dispatcher claimed the round and hands its call file to Asterisk
     UNDIALLED = "undialled"  # that claim given back: the call file never reached Asterisk
+    # failed: the placed call's lease ran out without a report (its host died mid-call); the
+    # fax may or may not have gone through, and is never dialled again
+    LEASE_EXPIRED = "lease-expired"
     FAX_SENT = "fax-sent"
     FAX_FAILED = "fax-failed"
     UNANSWERED = "unanswered"  # failed: no attempt was answered

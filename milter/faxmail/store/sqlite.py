@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 
+from faxmail.store.errors import StoreUnavailable
 from faxmail.store.model import (
     COUNTED_STATES,
     Admission,
@@ -31,7 +32,7 @@ from faxmail.store.model import (
     Window,
 )
 from faxmail.store.sqlite_claims import CLAIMS_SCHEMA, SqliteMessageIdClaims
-from faxmail.store.sqlite_dispatch import DISPATCH_SCHEMA, SqliteDispatch
+from faxmail.store.sqlite_dispatch import DISPATCH_SCHEMA, SqliteDispatch, upgrade_dispatch
 from faxmail.store.sqlite_documents import DOCUMENTS_SCHEMA, SqliteDocuments
 from faxmail.store.sqlite_queries import SqliteQueries
 from faxmail.store.sqlite_schema import (
@@ -48,6 +49,20 @@ from faxmail.store.sqlite_schema import (
 _COUNTED_MARKS = marks(len(COUNTED_STATES))  # placeholders for "state IN (...)"
 
 
+def unavailable(exc: sqlite3.Error) -> StoreUnavailable:
+    """The store-neutral form of a SQLite fault (locked, I/O error, disk full, ...)."""
+    full = getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
+    return StoreUnavailable(f"SQLite job store: {exc}", full=full)
+
+
+@contextmanager
+def _neutral() -> Iterator[None]:
+    try:
+        yield
+    except sqlite3.Error as exc:
+        raise unavailable(exc) from exc
+
+
 class SqliteStore(SqliteMessageIdClaims, SqliteDispatch, SqliteDocuments):
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -55,14 +70,16 @@ class SqliteStore(SqliteMessageIdClaims, SqliteDispatch, SqliteDocuments):
         # One connection behind a lock: libmilter starts a thread per SMTP connection, and
         # per-thread connections would leak with those threads. Only fax mail gets here.
         self._lock = threading.RLock()
-        self._conn = sqlite3.connect(
-            path, timeout=5.0, isolation_level=None, check_same_thread=False
-        )
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA synchronous=FULL")  # a 250 promises the job is on disk
-        self._conn.executescript(
-            SCHEMA + NOTIFY_SCHEMA + CLAIMS_SCHEMA + DISPATCH_SCHEMA + DOCUMENTS_SCHEMA
-        )
+        with _neutral():
+            self._conn = sqlite3.connect(
+                path, timeout=5.0, isolation_level=None, check_same_thread=False
+            )
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=FULL")  # a 250 promises the job is on disk
+            self._conn.executescript(
+                SCHEMA + NOTIFY_SCHEMA + CLAIMS_SCHEMA + DISPATCH_SCHEMA + DOCUMENTS_SCHEMA
+            )
+            upgrade_dispatch(self._conn)
         self.queries = SqliteQueries(self._read)
 
     @property
@@ -71,18 +88,19 @@ class SqliteStore(SqliteMessageIdClaims, SqliteDispatch, SqliteDocuments):
 
     @contextmanager
     def _read(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
+        with self._lock, _neutral():
             yield self._conn
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
+        with self._lock, _neutral():
             db = self._conn
             db.execute("BEGIN IMMEDIATE")  # the write lock now: check-then-insert is atomic
             try:
                 yield db
             except BaseException:
-                db.execute("ROLLBACK")
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
                 raise
             db.execute("COMMIT")
 

@@ -7,8 +7,9 @@ dispatcher placed it — the host that did and its lease. The job's state stays 
 waits and while its call rings ("sending" once answered), as it did when Asterisk held the
 queue. The row goes when the job has its result (claim_result).
 
-The claim is one conditional UPDATE: of several dispatchers sharing a store, exactly one wins a
-round (PostgreSQL later: SELECT ... FOR UPDATE SKIP LOCKED). The protocol is
+The claim is one conditional UPDATE inside the store's write lock (BEGIN IMMEDIATE), which also
+checks the line's channels and the number against the calls placed already: the same contract
+as the PostgreSQL store, where several hosts share the queue. The protocol is
 `interface.DispatchStore`; this is a mixin of `SqliteStore` (it needs `_read()` and `_tx()`).
 """
 
@@ -30,15 +31,30 @@ CREATE TABLE IF NOT EXISTS dispatch (
     fallback TEXT,                   -- JSON: what this call changes (ecm, max_rate, t38)
     host TEXT,                       -- NULL: waiting; else the dispatcher that placed it
     lease_until REAL,                -- the claim's lease (several hosts: a dead one's expires)
-    claimed REAL
+    claimed REAL,
+    line TEXT                        -- the line the placed call went out on
 );
 CREATE INDEX IF NOT EXISTS dispatch_host ON dispatch (host);
 """
 
+# The calls placed and not over: what a line's channels and a number's one call count.
+_IN_FLIGHT = (
+    "SELECT count(*) FROM dispatch d JOIN jobs j ON j.id = d.job_id"
+    " WHERE d.host IS NOT NULL AND j.state IN (?, ?)"
+)
+
+
+def upgrade_dispatch(db: sqlite3.Connection) -> None:
+    """Add the columns a store made by an older version lacks (its rows kept as they were)."""
+    columns = {row[1] for row in db.execute("PRAGMA table_info(dispatch)")}
+    if "line" not in columns:
+        db.execute("ALTER TABLE dispatch ADD COLUMN line TEXT")
+
+
 _COLUMNS = "d.job_id, d.round, d.not_before, d.fallback, d.host, d.lease_until, d.claimed"
 
 
-def _row(values: tuple[object, ...]) -> DispatchRow:
+def queue_row(values: tuple[object, ...]) -> DispatchRow:
     job_id, round_, not_before, fallback, host, lease, claimed = values
     return DispatchRow(
         job_id=str(job_id),
@@ -133,7 +149,7 @@ class SqliteDispatch:
                 f" WHERE j.state IN (?, ?){where[claimed]} ORDER BY j.created, j.id",
                 (JobState.QUEUED, JobState.SENDING),
             ).fetchall()
-        return [_row(tuple(row)) for row in rows]
+        return [queue_row(tuple(row)) for row in rows]
 
     def dispatch_row(self, job_id: str) -> DispatchRow | None:
         with self._read() as db:
@@ -141,27 +157,68 @@ class SqliteDispatch:
                 f"SELECT {_COLUMNS} FROM dispatch d WHERE d.job_id = ?",  # noqa: S608
                 (job_id,),
             ).fetchone()
-        return None if row is None else _row(tuple(row))
+        return None if row is None else queue_row(tuple(row))
 
-    def claim_call(self, job_id: str, round_: int, host: str, lease_until: float) -> bool:
+    def claim_call(
+        self,
+        job_id: str,
+        round_: int,
+        host: str,
+        lease_until: float,
+        *,
+        number: str,
+        line: str,
+        channels: int,
+    ) -> bool:
         """Claim call `round_` of a waiting queued job for `host`; False: someone else has it,
-        or the job is no longer waiting (cancelled, over)."""
+        the job is no longer waiting (cancelled, over), `line` carries `channels` calls
+        already or `number` has a call placed."""
+        open_ = (JobState.QUEUED, JobState.SENDING)
         with self._tx() as db:
+            (on_line,) = db.execute(_IN_FLIGHT + " AND d.line = ?", (*open_, line)).fetchone()
+            (to_number,) = db.execute(
+                _IN_FLIGHT + " AND j.number_e164 = ?", (*open_, number)
+            ).fetchone()
+            if on_line >= channels or to_number:
+                return False
             claimed = db.execute(
-                "UPDATE dispatch SET host = ?, lease_until = ?, claimed = ?"
+                "UPDATE dispatch SET host = ?, lease_until = ?, claimed = ?, line = ?"
                 " WHERE job_id = ? AND round = ? AND host IS NULL"
                 " AND (SELECT state FROM jobs WHERE id = ?) = ?",
-                (host, lease_until, time.time(), job_id, round_, job_id, JobState.QUEUED),
+                (host, lease_until, time.time(), line, job_id, round_, job_id, JobState.QUEUED),
             ).rowcount
             if claimed:
                 self._event(db, job_id, EventKind.DIALLING, {"round": round_, "host": host})
         return bool(claimed)
 
+    def expire_claims(self, now: float) -> list[str]:
+        """Settle the placed calls whose lease ran out without a report (their host died or
+        lost the store): the job fails with its result claimed, the call is never placed
+        again (it may have happened). The ids of the jobs settled."""
+        with self._tx() as db:
+            rows = db.execute(
+                "SELECT d.job_id, d.round, d.host FROM dispatch d JOIN jobs j ON j.id = d.job_id"
+                " WHERE d.host IS NOT NULL AND d.lease_until < ? AND j.state IN (?, ?)"
+                " AND NOT EXISTS (SELECT 1 FROM results r WHERE r.job_id = d.job_id)"
+                " ORDER BY d.lease_until",
+                (now, JobState.QUEUED, JobState.SENDING),
+            ).fetchall()
+            for job_id, round_, host in rows:
+                db.execute(
+                    "INSERT INTO results (job_id, outcome, claimed) VALUES (?, ?, ?)",
+                    (job_id, JobState.FAILED, time.time()),
+                )
+                db.execute("UPDATE jobs SET state = ? WHERE id = ?", (JobState.FAILED, job_id))
+                db.execute("DELETE FROM dispatch WHERE job_id = ?", (job_id,))
+                detail = {"state": JobState.FAILED, "round": round_, "host": host}
+                self._event(db, job_id, EventKind.LEASE_EXPIRED, detail)
+        return [str(job_id) for job_id, _, _ in rows]
+
     def release_call(self, job_id: str, round_: int, **detail: object) -> None:
         """Give a claim back: its call file never reached outgoing/ (a local fault)."""
         with self._tx() as db:
             released = db.execute(
-                "UPDATE dispatch SET host = NULL, lease_until = NULL, claimed = NULL"
+                "UPDATE dispatch SET host = NULL, lease_until = NULL, claimed = NULL, line = NULL"
                 " WHERE job_id = ? AND round = ? AND host IS NOT NULL",
                 (job_id, round_),
             ).rowcount
