@@ -43,7 +43,7 @@ from faxmail.core.documents import OFFICE_KINDS
 from faxmail.core.headertext import HEADER_TEXT_LIMIT, decode_header_text, from_8bit
 from faxmail.core.policy import Fax
 from faxmail.core.replies import DOCUMENT_DAMAGED, NOTHING_TO_FAX, Refusal
-from faxmail.outbound import extract as extract_module
+from faxmail.outbound import partbody as decode_module
 from faxmail.outbound.extract import LABEL_NAME_LIMIT, extract_documents, parse_message, sniff
 from faxmail.outbound.facts import message_facts
 from faxmail.outbound.recipient import parse_number
@@ -791,7 +791,7 @@ def base64_bodies(draw: st.DrawFn) -> bytes:
 def test_base64_documents_decode_exactly_as_strict_base64_or_are_refused(
     body: bytes, piece: int
 ) -> None:
-    """Whatever the size of the pieces extract.py decodes in (BASE64_PIECE, when it has one),
+    """Whatever the size of the pieces partbody.py decodes in (BASE64_PIECE, when it has one),
     a base64 part gives exactly what strict base64 gives for the whole text, or is refused."""
     try:
         reference: bytes | None = binascii.a2b_base64(
@@ -803,15 +803,15 @@ def test_base64_documents_decode_exactly_as_strict_base64_or_are_refused(
         b"From: a@example.com\r\nContent-Type: application/pdf\r\n"
         b"Content-Transfer-Encoding: base64\r\n\r\n" + body
     )
-    if piece and hasattr(extract_module, "BASE64_PIECE"):
-        with mock.patch.object(extract_module, "BASE64_PIECE", piece):
+    if piece and hasattr(decode_module, "BASE64_PIECE"):
+        with mock.patch.object(decode_module, "BASE64_PIECE", piece):
             documents, refusal = run_pipeline(raw)
     else:
         documents, refusal = run_pipeline(raw)
-    # extract.py refuses more than MAX_PADDING_TEXT characters after the first "=" without
+    # partbody.py refuses more than MAX_PADDING_TEXT characters after the first "=" without
     # collecting them (strict mode may take a long run of "="; nobody's mailer writes one).
     compact = body.translate(None, _WHITESPACE)
-    if b"=" in compact and len(compact) - compact.index(b"=") > extract_module.MAX_PADDING_TEXT:
+    if b"=" in compact and len(compact) - compact.index(b"=") > decode_module.MAX_PADDING_TEXT:
         assert refusal is not None and refusal.reply.text.endswith("bad base64"), refusal
         return
     if reference is None:
