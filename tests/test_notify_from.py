@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import logging
 import socket
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -24,7 +25,7 @@ from faxmail.core.yamlfile import ConfigError, load_yaml
 from faxmail.daemon.runtime import check_mail_from
 from faxmail.notify import deliver as deliver_module
 from faxmail.notify.deliver import deliver, deliver_all
-from faxmail.notify.environment import Context
+from faxmail.notify.environment import Context, load_context
 from faxmail.notify.outbox import NotifySpool
 from faxmail.notify.results import spool_result
 from faxmail.notify.transport import Handover, HandoverFailed
@@ -221,3 +222,15 @@ def test_a_built_mail_goes_with_the_sender_of_the_policy_at_hand_over(
     assert sender == "fax-gw@example.jp"  # not the one frozen in meta.json
     assert from_of(message) == "FAX Gateway <fax-gw@example.jp>"
     ctx.close()
+
+
+def test_notify_says_at_start_that_it_has_no_sender(env: NotifyEnv, localhost: None) -> None:
+    root = logging.getLogger()
+    saved = (root.handlers[:], root.level)
+    try:
+        load_context(env.settings_path).close()  # what every faxmail-notify run does first
+    finally:
+        for handler in root.handlers:
+            handler.close()
+        root.handlers[:], root.level = saved
+    assert "ERROR faxmail_notify: notify.from_address: not set, and neither" in env.log()
