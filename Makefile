@@ -2,9 +2,11 @@
 # make lint  - ruff + mypy only (no installs)
 # make run   - install runtime deps and start the milter (pass options with ARGS=...)
 # make bench - install the benchmarks' tools and run them all (about 10 minutes; see bench/)
+# make demo  - install what it needs, then fax a sample mail through the whole loop on this
+#              machine and leave both mails as files (scripts/demo; pass options with ARGS=...)
 BIN := .venv/bin
 
-.PHONY: test lint run bench
+.PHONY: test lint run bench demo
 
 test:
 	scripts/install-deps --test
@@ -26,3 +28,8 @@ run:
 bench:
 	bench/install-deps
 	bench/run $(ARGS)
+
+demo:
+	scripts/install-deps --test
+	scripts/asterisk-chroot ensure >/dev/null
+	scripts/demo $(ARGS)

@@ -32,14 +32,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import pikepdf
 import pytest
 import yaml
-from PIL import Image, ImageChops
+from PIL import Image
 
 from conftest import attach_log
 from infra.asterisk import AsteriskInstance, StartAsterisk
 from infra.dkimkeys import Signer
+from infra.faxpages import compare_pages, pdf_pages, tiff_pages
 from infra.faxstate import callfiles, final_reply, job_rows
 from infra.mail import Attachment, build_message
 from infra.milterproc import MilterProcess
@@ -290,38 +290,10 @@ def pdf_attachment(message: email.message.EmailMessage) -> bytes:
     return data
 
 
-def tiff_pages(path: Path) -> list[Image.Image]:
-    pages = []
-    with Image.open(path) as tiff:
-        for index in range(getattr(tiff, "n_frames", 1)):
-            tiff.seek(index)
-            pages.append(tiff.convert("L"))
-    return pages
-
-
-def pdf_pages(pdf: bytes) -> list[tuple[tuple[float, float], Image.Image]]:
-    """Each page's size in mm and its one image, decoded from the PDF's own (CCITT) bits."""
-    pages = []
-    with pikepdf.open(io.BytesIO(pdf)) as document:
-        for page in document.pages:
-            box = [float(v) for v in page.mediabox]
-            size = ((box[2] - box[0]) / 72 * 25.4, (box[3] - box[1]) / 72 * 25.4)
-            (image,) = page.get_images().values()
-            assert isinstance(image, pikepdf.Stream)
-            pages.append((size, pikepdf.PdfImage(image).as_pil_image().convert("L")))
-    return pages
-
-
 def assert_same_pages(pdf: bytes, sent: list[Image.Image], what: str) -> None:
     """The PDF holds exactly the sent TIFF's pages, pixel for pixel, each an A4 fax page."""
-    pages = pdf_pages(pdf)
-    assert len(pages) == len(sent), what
-    for number, ((size, image), original) in enumerate(zip(pages, sent, strict=True), 1):
-        # 1728 px at 204 dpi is the fax scan line (215 mm); 2292 rows at 196 dpi are A4's 297.
-        assert abs(size[0] - 215.1) < 0.5 and abs(size[1] - 297.0) < 0.5, (what, number, size)
-        assert image.size == original.size, (what, number)
-        diff = ImageChops.difference(image, original).getbbox()
-        assert diff is None, f"{what}: page {number} differs in {diff}"
+    problems = [check.line() for check in compare_pages(pdf, sent) if check.problem is not None]
+    assert problems == [], f"{what}: {problems}"
 
 
 def send_fax(stack: Stack, message: bytes, rcpt: str = FAX) -> tuple[str, list[Image.Image]]:

@@ -18,7 +18,13 @@ from infra.mail import Attachment, build_message, crlf
 from infra.milterproc import parse_socket, passmilter, postfix_spec
 from infra.net import free_port
 from infra.pdfs import make_encrypted_pdf, make_pdf, make_png
-from infra.postfix import PostfixError, PostfixInstance
+from infra.postfix import (
+    SHIPPED_MILTER_CF,
+    PostfixError,
+    PostfixInstance,
+    parse_main_cf,
+    shipped_milter_settings,
+)
 from infra.protocols import MakePostfix
 
 SENDER = "sender@other.example"
@@ -80,6 +86,24 @@ def test_dead_milter_tempfails(make_postfix: MakePostfix, workdir: Path) -> None
     pf = make_postfix(f"unix:{workdir / 'nobody-here.sock'}")
     res = pf.send(SENDER, ["a@example.jp"], build_message())
     assert res.mail.code == 451, res
+
+
+def test_the_shipped_milter_lines_are_what_the_test_postfix_loads(tmp_path: Path) -> None:
+    shipped = parse_main_cf(SHIPPED_MILTER_CF.read_text())
+    loaded = shipped_milter_settings("unix:/tmp/x/milter.sock")
+    # Everything as an admin pastes it, only the socket replaced.
+    assert loaded == {**shipped, "smtpd_milters": "unix:/tmp/x/milter.sock"}
+    assert loaded["non_smtpd_milters"] == "$smtpd_milters"
+    assert (loaded["milter_protocol"], loaded["milter_default_action"]) == ("6", "tempfail")
+    pf = PostfixInstance("unix:/tmp/x/milter.sock", base=tmp_path)
+    assert pf.main_cf()["milter_content_timeout"] == shipped["milter_content_timeout"]
+    broken = tmp_path / "main.cf.milter"
+    broken.write_text("smtpd_milters = unix:/run/faxmail/milter.sock\n")
+    with pytest.raises(PostfixError, match=r"not 'unix:/faxmail/milter\.sock'"):
+        shipped_milter_settings("unix:/tmp/x/milter.sock", broken)
+    assert parse_main_cf("# c\na = 1\n  2\nb =\n") == {"a": "1 2", "b": ""}
+    with pytest.raises(ValueError, match="not a 'name = value' line"):
+        parse_main_cf("smtpd_milters unix:/x\n")
 
 
 @pytest.mark.postfix

@@ -143,6 +143,17 @@ def _text_lines(lines: Sequence[str], top: int = 800, size: int = 11) -> bytes:
     return b"\n".join(ops)
 
 
+def latin_text(lines: Sequence[str], top: int = 800, size: int = 11) -> bytes:
+    """Content operators for Helvetica lines from ``top`` down (Windows-1252 only)."""
+    return _text_lines(lines, top, size)
+
+
+def japanese_text(text: str, x: int, y: int, size: int = 14) -> bytes:
+    """Content operators for one line in the non-embedded Japanese CID font (UTF-16BE)."""
+    hexed = text.encode("utf-16-be").hex().upper().encode()
+    return b"BT /F2 %d Tf %d %d Td <" % (size, x, y) + hexed + b"> Tj ET\n"
+
+
 def text_page(heading: str, size: tuple[int, int] = A4) -> Page:
     """A page of text as a letter has it: a heading line, then 50 lines of 11 pt."""
     lines = [heading, ""]

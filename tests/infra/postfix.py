@@ -12,6 +12,13 @@ Every address at a test domain is accepted and delivered to that domain's Maildi
 refuses ``$1`` substitution from regexp maps, so a per-address Maildir is impossible without
 listing addresses. virtual(8) prepends ``Delivered-To: <recipient>`` to each copy, and
 :meth:`PostfixInstance.messages` filters on it, so tests still see per-address mailboxes.
+
+With a milter, its settings are the shipped ``postfix/main.cf.milter`` as an admin pastes it
+(:func:`shipped_milter_settings`), so a broken sample breaks the tests. One value differs, and
+only it is replaced: ``smtpd_milters``, whose shipped ``unix:/faxmail/milter.sock`` is the
+socket as Debian's chrooted smtpd and cleanup see it; this instance runs every service
+unchrooted, with the milter's socket where the test put it. A test's own limits and timeouts
+(constructor arguments, ``extra_main_cf``) are applied after the sample.
 """
 
 from __future__ import annotations
@@ -33,6 +40,12 @@ from pathlib import Path
 from typing import NamedTuple
 
 from infra.net import free_port
+
+REPO = Path(__file__).resolve().parents[2]
+#: The milter lines an admin pastes into main.cf.
+SHIPPED_MILTER_CF = REPO / "postfix" / "main.cf.milter"
+#: The socket those lines name, as chrooted smtpd and cleanup see it: replaced by the milter's.
+SHIPPED_SOCKET = "unix:/faxmail/milter.sock"
 
 #: Domains delivered locally into Maildirs unless the caller chooses others.
 DEFAULT_DOMAINS: tuple[str, ...] = ("example.jp", "other.example")
@@ -84,6 +97,43 @@ class PostfixError(RuntimeError):
     """Postfix could not be set up or started; the message carries Postfix's own diagnostics."""
 
 
+def parse_main_cf(text: str) -> dict[str, str]:
+    """``name = value`` lines as Postfix reads main.cf: ``#`` lines are comments, a line
+    starting with white space continues the previous one; the last definition wins."""
+    params: dict[str, str] = {}
+    name: str | None = None
+    for raw in text.splitlines():
+        line = raw.rstrip()
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        if line[0].isspace():
+            if name is None:
+                raise ValueError(f"continuation line without a parameter: {raw!r}")
+            params[name] = f"{params[name]} {line.strip()}".strip()
+            continue
+        key, sep, value = line.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"not a 'name = value' line: {raw!r}")
+        name = key.strip()
+        params[name] = value.strip()
+    return params
+
+
+def shipped_milter_settings(milter: str, path: Path = SHIPPED_MILTER_CF) -> dict[str, str]:
+    """The parameters of ``postfix/main.cf.milter``, with ``smtpd_milters`` set to ``milter``
+    (the one value that must differ here, see the module docstring); PostfixError when the
+    sample no longer names the socket this substitution expects."""
+    params = parse_main_cf(path.read_text())
+    shipped = params.get("smtpd_milters")
+    if shipped != SHIPPED_SOCKET:
+        raise PostfixError(
+            f"{path}: smtpd_milters is {shipped!r}, not {SHIPPED_SOCKET!r}: the test "
+            "Postfix replaces exactly that value by the test milter's socket"
+        )
+    params["smtpd_milters"] = milter
+    return params
+
+
 def _decode(raw: bytes | str) -> str:
     return raw if isinstance(raw, str) else raw.decode("utf-8", "replace")
 
@@ -96,8 +146,10 @@ class PostfixInstance:
     """A private Postfix listening on 127.0.0.1 with a plain and a SASL smtpd port.
 
     ``milter`` is a Postfix milter spec (``unix:/path/sock`` or ``inet:127.0.0.1:PORT``) or
-    None. Call :meth:`start`, then :meth:`cleanup` (the fixtures do); :meth:`stop` is
-    safe to call at any time, also after a failed start.
+    None; with one, the milter settings are the shipped sample's (module docstring).
+    ``message_size_limit`` and ``milter_content_timeout`` None: the sample's (without a
+    milter, Postfix's defaults). Call :meth:`start`, then :meth:`cleanup` (the fixtures do);
+    :meth:`stop` is safe to call at any time, also after a failed start.
 
     After start: :attr:`port` (plain smtpd) and :attr:`sasl_port` (smtpd offering AUTH
     PLAIN/LOGIN, users ``sasl_users``, default alice/secret). Both relay for 127.0.0.0/8
@@ -112,10 +164,10 @@ class PostfixInstance:
         base: Path | None = None,
         domains: Sequence[str] = DEFAULT_DOMAINS,
         sasl_users: Mapping[str, str] | None = None,
-        message_size_limit: int = 10_240_000,
+        message_size_limit: int | None = None,
         milter_connect_timeout: str = "10s",
         milter_command_timeout: str = "30s",
-        milter_content_timeout: str = "60s",
+        milter_content_timeout: str | None = None,
         extra_main_cf: Mapping[str, str] | None = None,
         vmail_uid: int = 65534,
         vmail_gid: int = 65534,
@@ -191,7 +243,6 @@ class PostfixInstance:
             # Postfix refuses to start if a mailbox limit is below message_size_limit.
             "virtual_mailbox_limit": "0",
             "mailbox_size_limit": "0",
-            "message_size_limit": str(self.message_size_limit),
             # Anything not for a test domain bounces at once instead of waiting for DNS.
             "default_transport": "error:5.1.2 test Postfix delivers only to test domains",
             "relay_transport": "error:5.1.2 test Postfix delivers only to test domains",
@@ -206,14 +257,17 @@ class PostfixInstance:
             "smtpd_sasl_local_domain": SASL_REALM,
             "smtpd_sasl_security_options": "noanonymous",
             "smtpd_tls_security_level": "none",
-            "milter_protocol": "6",
-            "milter_default_action": "tempfail",
             "milter_connect_timeout": connect_t,
             "milter_command_timeout": command_t,
-            "milter_content_timeout": content_t,
-            "smtpd_milters": self.milter or "",
-            "non_smtpd_milters": "",
         }
+        if self.milter:
+            cf.update(shipped_milter_settings(self.milter))
+        else:
+            cf.update(smtpd_milters="", non_smtpd_milters="")
+        if self.message_size_limit is not None:
+            cf["message_size_limit"] = str(self.message_size_limit)
+        if content_t is not None:
+            cf["milter_content_timeout"] = content_t
         cf.update(self.extra_main_cf)
         return cf
 

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from faxmail.asterisk.spool import Spool
+from faxmail.core.mailfrom import KEY as FROM_KEY
+from faxmail.core.mailfrom import mail_from
 from faxmail.core.policy import Policy
 from faxmail.core.settings import Settings, load_settings
 from faxmail.core.yamlfile import ConfigError, load_yaml
@@ -303,17 +305,13 @@ def check_dns(install: Install) -> Iterator[Finding]:
 def check_notify(install: Install) -> Iterator[Finding]:
     assert install.settings is not None
     mail = install.settings.mail
-    sender = install.policy.notify.from_address if install.policy else None
-    if sender is None:
-        fqdn = socket.getfqdn()
-        if "." not in fqdn or fqdn.endswith(".localdomain") or fqdn.startswith("localhost"):
-            yield Finding(
-                "notify",
-                False,
-                f"result mails would come from faxmail@{fqdn}, which no mail server "
-                "accepts: set notify.from_address in the policy",
-            )
-            return
+    sender = mail_from(install.policy or Policy(), socket.getfqdn())
+    if sender.problem is not None:
+        yield Finding("notify", False, sender.describe())
+        return
+    if sender.source != FROM_KEY:
+        # Works, but the admin should choose (a mailbox that can take the bounces).
+        yield Finding("notify", True, f"{sender.describe()}; set notify.from_address to choose")
     if mail.transport == "sendmail":
         if not os.access(mail.sendmail, os.X_OK):
             yield Finding(

@@ -31,7 +31,21 @@ def _policy_check(args: argparse.Namespace) -> int:
         f"{args.file}: OK ({len(policy.senders)} sender entries, "
         f"fax domains: {', '.join(policy.fax_address.domains) or 'none'})"
     )
-    return 0
+    return _mail_from_check(args.file, policy)
+
+
+def _mail_from_check(source: Path, policy: Policy) -> int:
+    """Who our mails come from on this host: a warning when it is a fallback or missing, and
+    exit 1 when faxmail-milter would refuse to start with this policy here."""
+    import socket
+
+    from faxmail.core.mailfrom import KEY, mail_from, sends_mail_without_faxing
+
+    sender = mail_from(policy, socket.getfqdn())
+    if sender.source == KEY:
+        return 0
+    print(f"{source}: warning: {sender.describe()}", file=sys.stderr)
+    return 1 if sender.problem is not None and sends_mail_without_faxing(policy) else 0
 
 
 def _settings_check(args: argparse.Namespace) -> int:

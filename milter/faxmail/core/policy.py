@@ -236,7 +236,7 @@ class Notify(Strict):
     """Result mails of sent faxes (faxmail-notify, called by Asterisk)."""
 
     # From: of result and received-fax mails, e.g. "FAX <fax@example.jp>"; also the envelope
-    # sender. None: faxmail@<this host's FQDN>.
+    # sender. None: faxmail@<this host's FQDN>, or @<first fax domain> (core/mailfrom.py).
     from_address: str | None = None
     attach_pdf: bool = True  # the sent document, as PDF, in the result mail
     # An answered call whose fax failed is never retried by Asterisk; this many more calls

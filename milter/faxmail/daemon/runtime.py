@@ -5,15 +5,19 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 from faxmail.asterisk.dialer import build_dialers, unknown_hosts
 from faxmail.asterisk.spool import Spool
-from faxmail.core.policy import DEFAULT_POLICY_YAML
+from faxmail.core.mailfrom import KEY as FROM_KEY
+from faxmail.core.mailfrom import mail_from, sends_mail_without_faxing
+from faxmail.core.policy import DEFAULT_POLICY_YAML, Policy
 from faxmail.core.policywatch import PolicyHolder
 from faxmail.core.settings import Settings
+from faxmail.core.yamlfile import ConfigError, ConfigProblem
 from faxmail.outbound.decision import Gateway
 from faxmail.outbound.dispatch import Dispatcher
 from faxmail.outbound.dnslookup import make_txt_lookup
@@ -44,6 +48,19 @@ class Runtime:
 
 
 Mode = Literal["daemon", "dry-run", "pipe"]
+
+
+def check_mail_from(policy: Policy, source: str, fqdn: str, *, strict: bool) -> None:
+    """Say at start who result mails come from; with ``strict``, refuse to start (ConfigError
+    naming the key) when there is no sender and received faxes would be mailed: they would
+    all wait in the notify spool."""
+    sender = mail_from(policy, fqdn)
+    if sender.problem is None:
+        log.info("%s", sender.describe())
+        return
+    if strict and sends_mail_without_faxing(policy):
+        raise ConfigError(source, [ConfigProblem(FROM_KEY, None, sender.problem)])
+    log.warning("%s", sender.describe())
 
 
 def _share_store(state: Path, owner: tuple[int, int]) -> None:
@@ -77,6 +94,7 @@ def build_runtime(settings: Settings, *, mode: Mode = "daemon") -> Runtime:
         log.warning(
             "no policy file: the embedded default allows nobody to fax:\n%s", DEFAULT_POLICY_YAML
         )
+    check_mail_from(policies.current(), policies.source, socket.getfqdn(), strict=mode != "dry-run")
     state = settings.state_dir
     work = state / "work"
     if mode == "daemon":

@@ -8,16 +8,18 @@ message (same Message-ID) once more; nothing is ever lost.
 
 from __future__ import annotations
 
+import email.policy
 import logging
 import shutil
 from collections.abc import Callable, Iterable
 from dataclasses import replace
+from email.parser import BytesHeaderParser
 from pathlib import Path
 from typing import Literal
 
 from faxmail.notify.entry import BuildError, BuiltMail, Kind, MailMeta
 from faxmail.notify.environment import Context
-from faxmail.notify.messages import AddressError
+from faxmail.notify.messages import AddressError, mailbox
 from faxmail.notify.outbox import Entry
 from faxmail.notify.received import build_received, reroute
 from faxmail.notify.results import build_result, spool_result
@@ -54,6 +56,14 @@ def _deliver(ctx: Context, entry: Entry) -> Outcome:
         ctx.spool.save_meta(entry)
     if not entry.meta.recipients:
         return _failed(ctx, entry, "no recipient: set inbound.default (or a route) in the policy")
+    try:
+        sender = _sender(ctx, entry.meta)
+    except AddressError as exc:
+        return _failed(ctx, entry, f"no sender for the mail: {exc}")
+    if entry.message.exists() and _from_changed(ctx, entry):
+        # Nobody has it yet: rebuilt, so that From: is the one the envelope now names.
+        log.info("%s: notify.from_address changed since it was built: rebuilding", entry.name)
+        entry.message.unlink()
     if not entry.message.exists():
         try:
             built = _build(ctx, entry)
@@ -66,7 +76,7 @@ def _deliver(ctx: Context, entry: Entry) -> Outcome:
     try:
         result = hand_over(
             ctx.settings.mail,
-            meta.sender,
+            sender,
             meta.recipients,
             entry.message.read_bytes(),
             smtputf8=bool(meta.smtputf8),
@@ -91,6 +101,31 @@ def _deliver(ctx: Context, entry: Entry) -> Outcome:
         ctx.spool.retire(entry)
     finish(entry.path, meta.remove_after)
     return "delivered"
+
+
+def _sender(ctx: Context, meta: MailMeta) -> str:
+    """The envelope sender at hand-over time: ours as the policy says now (an entry's own
+    `sender` is only what it was when spooled); a seed mail keeps the one it was given."""
+    return ctx.envelope_sender if meta.kind in _BUILDERS else meta.sender
+
+
+def _from_changed(ctx: Context, entry: Entry) -> bool:
+    """Whether our built message's From: is no longer the policy's, and nobody has it yet."""
+    if entry.meta.kind not in _BUILDERS or entry.meta.delivered_to:
+        return False
+    head = []
+    with entry.message.open("rb") as f:
+        for line in f:  # the header only: a received fax's message holds its PDF
+            if not line.strip():
+                break
+            head.append(line)
+    headers = BytesHeaderParser(policy=email.policy.default).parsebytes(b"".join(head))
+    written = getattr(headers["From"], "addresses", ())
+    wanted = mailbox(ctx.from_header)
+    return not written or (written[0].addr_spec, written[0].display_name) != (
+        wanted.addr_spec,
+        wanted.display_name,
+    )
 
 
 def _failed(ctx: Context, entry: Entry, why: str) -> Outcome:

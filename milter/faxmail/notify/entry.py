@@ -61,7 +61,9 @@ class MailMeta:
 
     kind: Kind
     ref: str  # job id, call id, or the entry's own name
-    sender: str  # the envelope sender
+    # The envelope sender when spooled ("" when there was none): a seed mail's own; result and
+    # received mails go with the policy's at hand-over (deliver.py), this is for older versions.
+    sender: str
     to: tuple[str, ...]
     cc: tuple[str, ...]
     recipients: tuple[str, ...]  # still to deliver to

@@ -9,16 +9,21 @@ import socket
 import sys
 from dataclasses import dataclass
 from email.utils import parseaddr
+from functools import cached_property
 from pathlib import Path
 
+from faxmail.core.mailfrom import MailFrom, mail_from
 from faxmail.core.policy import Policy
 from faxmail.core.settings import Settings, load_settings
 from faxmail.core.yamlfile import load_yaml
+from faxmail.notify.messages import AddressError
 from faxmail.notify.outbox import NotifySpool
 from faxmail.store.choose import open_store
 from faxmail.store.interface import NotifyStore
 
 DEFAULT_SETTINGS = Path("/etc/faxmail/settings.yaml")
+
+log = logging.getLogger("faxmail_notify")
 
 
 @dataclass
@@ -28,14 +33,30 @@ class Context:
     store: NotifyStore
     spool: NotifySpool
 
+    @cached_property
+    def mail_from(self) -> MailFrom:
+        """Who our mails come from under this run's policy (read when a mail is handed over,
+        so an admin's later notify.from_address reaches mails spooled before it)."""
+        return mail_from(self.policy, socket.getfqdn())
+
     @property
     def from_header(self) -> str:
-        """From: of our mails, "Name <address>" or an address."""
-        return self.policy.notify.from_address or f"faxmail@{socket.getfqdn()}"
+        """From: of our mails, "Name <address>" or an address; AddressError (naming the
+        policy key) when there is none."""
+        if self.mail_from.header is None:
+            raise AddressError(self.mail_from.describe())
+        return self.mail_from.header
 
     @property
     def envelope_sender(self) -> str:
+        """The envelope sender of our mails; AddressError as :attr:`from_header`."""
         return parseaddr(self.from_header)[1]
+
+    @property
+    def spooled_sender(self) -> str:
+        """The sender written into a new spool entry, for older versions reading it ("" when
+        there is none yet); this version takes ours at hand-over time."""
+        return self.mail_from.envelope or ""
 
     def close(self) -> None:
         self.store.close()
@@ -47,7 +68,11 @@ def load_context(settings_path: Path | None) -> Context:
     policy = Policy() if settings.policy is None else load_yaml(settings.policy, Policy)
     setup_logging(settings)
     store = open_store(settings)
-    return Context(settings, policy, store, NotifySpool(settings.notify_spool))
+    context = Context(settings, policy, store, NotifySpool(settings.notify_spool))
+    if context.mail_from.problem is not None:
+        # Events are still recorded and mails spooled (retry delivers them once it is set).
+        log.error("%s", context.mail_from.describe())
+    return context
 
 
 def read_settings(settings_path: Path | None) -> Settings:

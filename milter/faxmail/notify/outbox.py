@@ -3,7 +3,8 @@
 One directory per mail, named by what it is about (`result-<job>`, `in-<call>`, `mail-<random>`):
 
     <name>/meta.json     who gets it, what to clean up afterwards, the last error (entry.py)
-    <name>/message.eml   the message, built once (a retry sends the same bytes, same Message-ID)
+    <name>/message.eml   the message, built once (a retry sends the same bytes, same Message-ID;
+                         rebuilt only if notify.from_address changed before anyone got it)
 
 A directory appears whole (built as `.tmp-*`, fsynced, renamed) and goes away in two steps:
 renamed to `.done-<name>` once handed over, then removed. Deterministic names make creation

@@ -88,7 +88,7 @@ def on_received(ctx: Context, rx: Reception) -> str:
     recipients = _recipients(ctx, rx.did)
     ref = re.sub(r"[^0-9A-Za-z._-]", "", rx.call_id) or secrets.token_hex(8)
     name = f"in-{ref}"
-    meta = new_meta("received", ref, ctx.envelope_sender, recipients, [])
+    meta = new_meta("received", ref, ctx.spooled_sender, recipients, [])
     received = Received(rx, str(tiff) if tiff else None, received_at=time.time())
     meta = replace(meta, received=received)
     if received.tiff is not None and not ctx.policy.inbound.keep_tiff:

@@ -41,7 +41,7 @@ def spool_result(ctx: Context, job_id: str) -> str | None:
         if not to:
             log.error("job %s: no usable address for the result mail", job_id)
             return None
-        ctx.spool.create(name, new_meta("result", job_id, ctx.envelope_sender, to, cc))
+        ctx.spool.create(name, new_meta("result", job_id, ctx.spooled_sender, to, cc))
     return name
 
 

@@ -77,8 +77,8 @@ def seed_mail(
     if not recipients:
         raise Refused("TOADDR: no address given")
     copies = _addresses(cc, "-c")
-    author = sender or ctx.from_header
     try:
+        author = sender or ctx.from_header
         envelope = mailbox(author).addr_spec
     except AddressError as exc:
         raise Refused(f"-f: {exc}") from exc
