@@ -90,8 +90,15 @@ def make_site(root: Path) -> Site:
         store.queue_job(ident, not_before=job.created)
         return ident
 
+    def claim(ident: str) -> bool:
+        job = store.get(ident)
+        assert job is not None
+        return store.claim_call(
+            ident, 1, "pbx", now + 3600, number=job.number_e164, line="default", channels=10
+        )
+
     def fax_sent(ident: str, station: str) -> None:
-        assert store.claim_call(ident, 1, "pbx", now + 3600)
+        assert claim(ident)
         store.record_attempt(ident, 1, 1, AttemptOutcome.ANSWERED, JobState.SENDING)
         store.record_attempt(
             ident, 1, 1, AttemptOutcome.SUCCESS, pages=2, bitrate=14400, station=station
@@ -103,13 +110,13 @@ def make_site(root: Path) -> Site:
     sent = add(2, 1)
     fax_sent(sent, "+81 3 1234 5678")
     failed = add(3, 2, number_given="06-9876-5432", number_e164="+81698765432")
-    assert store.claim_call(failed, 1, "pbx", now + 3600)
+    assert claim(failed)
     store.record_attempt(failed, 1, 1, AttemptOutcome.UNANSWERED, reason="5")
     store.set_state(failed, JobState.FAILED, EventKind.UNANSWERED)
     for n, age in ((4, 3), (5, 3), (6, 5)):
         fax_sent(add(n, age), "OFFICE FAX")
     dialling = add(7, 0.01, number_given="045-111-2222", number_e164="+81451112222")
-    assert store.claim_call(dialling, 1, "pbx", now + 3600)
+    assert claim(dialling)
     first = add(8, 0.005, number_given="011-222-3333", number_e164="+81112223333")
     second = add(9, 0.001, number_given="022-333-4444", number_e164="+81223334444")
     outside = add(10, 0.2, tiff=str(root / "template.tif"))

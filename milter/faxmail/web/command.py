@@ -13,7 +13,7 @@ from typing import Any
 from faxmail.admin.context import Admin, AdminError, open_admin
 from faxmail.core.exitcodes import EX_CONFIG, EX_REFUSED
 from faxmail.core.settings import WEB_USER
-from faxmail.store.sqlite import SqliteStore
+from faxmail.store.choose import open_store as open_job_store
 from faxmail.web.login import LoginConfigError, Logins
 from faxmail.web.passwords import make_hash
 
@@ -108,7 +108,8 @@ def serve(args: argparse.Namespace) -> int:
         return EX_CONFIG
 
     def open_store(user: str) -> Admin:
-        return Admin(settings, source, SqliteStore(Path(database)), actor=f"web:{user}")
+        # the store the settings name: the SQLite file, or the shared PostgreSQL database
+        return Admin(settings, source, open_job_store(settings), actor=f"web:{user}")
 
     host = args.bind or settings.web.bind
     port = args.port or settings.web.port
