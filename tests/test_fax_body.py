@@ -146,7 +146,8 @@ def test_preview_mails_the_pages_and_dials_nothing(
     )
     result = postfix.send(ALICE, [preview], message)
     assert final_reply(result).startswith("250"), result
-    assert callfiles(milter, timeout=2) == [] and job_rows(milter) == []
+    # one row, counted by the rate limits: a preview, never queued nor dialled
+    assert callfiles(milter, timeout=2) == [] and previewed_only(milter) == 1
     assert list((spool_dir(milter) / "fax").iterdir()) == []
     assert "preview queue_id=" in milter.log()
     # spooled before the 250; the relay was unreachable, so notify's retry hands it over
@@ -179,7 +180,38 @@ def test_preview_mails_the_pages_and_dials_nothing(
         assert len(document.pages) == 2  # the PDF's 2 pages (it has an attachment: no text page)
     body = mail.get_body(("plain",))
     assert body is not None and "送信されていません" in body.get_content()
-    assert callfiles(milter, timeout=0) == [] and job_rows(milter) == []
+    assert callfiles(milter, timeout=0) == [] and previewed_only(milter) == 1
+
+
+def previewed_only(milter: MilterProcess) -> int:
+    """How many job rows the store has, all of them previews (else the test fails)."""
+    states = [state for (state,) in job_rows(milter, "state")]
+    assert set(states) <= {"previewed"}, states
+    return len(states)
+
+
+def test_previews_use_up_the_rate_limit(
+    start_milter: StartMilter, make_postfix: MakePostfix, dkim_keys: dict[str, Signer]
+) -> None:
+    policy = POLICY.replace("limits: {max_pages: 12}", "limits: {max_pages: 12, per_hour: 2}")
+    milter, postfix = start(start_milter, make_postfix, policy)
+    signer = dkim_keys["example.jp"]
+    preview = FAX.replace("fax+", "fax+preview+")
+    for n in range(2):
+        result = postfix.send(ALICE, [preview], signed(signer, preview, subject=f"p{n}", body="x"))
+        assert final_reply(result).startswith("250"), result
+    assert previewed_only(milter) == 2
+    over = "4.7.1 <alice@example.jp> has sent 2 faxes in the last hour; try again later"
+    # at RCPT (the envelope sender is the author) for the next preview and the next fax
+    for address in (preview, FAX):
+        result = postfix.send(ALICE, [address], signed(signer, address, body="x"))
+        refused = result.rcpts[address]
+        assert (refused.code, refused.text) == (450, over), result
+    # at the end of the mail (the authenticated author counts, whatever the envelope says)
+    for address in (preview, FAX):
+        result = postfix.send("news@example.jp", [address], signed(signer, address, body="x"))
+        assert final_reply(result) == "450 " + over, result
+    assert callfiles(milter, timeout=2) == [] and previewed_only(milter) == 2
 
 
 def test_preview_is_refused_like_a_fax(

@@ -131,7 +131,7 @@ def _values(enum: type[StrEnum]) -> set[str]:
 def test_the_enums_hold_exactly_the_stored_strings() -> None:
     """Changing a value changes the data in every store and the admin's output: pinned here."""
     assert [s.value for s in JobState] == [
-        "queueing", "queued", "sending", "sent", "failed", "cancelled", "abandoned"
+        "queueing", "queued", "sending", "sent", "failed", "cancelled", "abandoned", "previewed"
     ]  # fmt: skip
     assert [o.value for o in AttemptOutcome] == ["answered", "unanswered", "success", "failed"]
     assert {k.value for k in EventKind} == {
@@ -139,7 +139,7 @@ def test_the_enums_hold_exactly_the_stored_strings() -> None:
         "attempt-unanswered", "attempt-success", "attempt-failed", "requeued", "dialling",
             "undialled", "fax-sent",
         "fax-failed", "unanswered", "no-report", "cancelled", "result-already-claimed",
-        "result-mailed", "resend-of", "resent", "lease-expired",
+        "result-mailed", "resend-of", "resent", "lease-expired", "previewed",
     }  # fmt: skip
     assert "cancelled" not in COUNTED_STATES and "abandoned" not in COUNTED_STATES
 

@@ -42,6 +42,7 @@ _NOT_CANCELLABLE = {
     JobState.CANCELLED: "was cancelled already",
     JobState.ABANDONED: "never reached Asterisk (abandoned after a local fault; the sender got a "
     "temporary error and sends it again)",
+    JobState.PREVIEWED: "was a preview: its pages were mailed back, it is never dialled",
 }
 
 

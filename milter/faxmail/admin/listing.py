@@ -72,6 +72,7 @@ class Facts:
                 JobState.QUEUED: "waiting for Asterisk",
                 JobState.QUEUEING: "being queued",
                 JobState.ABANDONED: "never queued (local fault)",
+                JobState.PREVIEWED: "preview: pages mailed back, never dialled",
             }.get(job.state, "-")
         last = attempts[-1]
         if last.outcome == AttemptOutcome.UNANSWERED:

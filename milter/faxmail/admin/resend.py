@@ -52,6 +52,8 @@ def resend(admin: Admin, reference: str, number: str | None) -> Resent:
             JobState.SENDING: "is being faxed right now",
             JobState.ABANDONED: "was never accepted"
             " (the sender got a temporary error and resends it)",
+            JobState.PREVIEWED: "was a preview (mailed back, no fax kept): the sender mails it"
+            " to the fax address without 'preview+' to fax it",
         }.get(original.state, f"is {original.state}")
         raise AdminError(f"job {original.id} {why}; nothing to resend")
     _refuse_open_resend(admin, original)

@@ -20,7 +20,7 @@ from faxmail.asterisk.spool import Spool, callfile_name
 from faxmail.asterisk.takeback import Located, locate
 from faxmail.notify.templates import mode_text, resolution_text
 from faxmail.outbound.senders import entries_for_author
-from faxmail.store.model import Attempt, AttemptOutcome, Job
+from faxmail.store.model import Attempt, AttemptOutcome, Job, JobState
 
 
 @dataclass(frozen=True)
@@ -165,14 +165,19 @@ def show_job(admin: Admin, job: Job, as_json: bool, out: TextIO) -> None:
         lines.append(f"  duplicates  {f.duplicates} resent copy(ies) of the mail, not faxed again")
     lines += ["decision", f"  proof       {_proof(job)}", f"  policy      {_entry(d)}"]
     present = "present" if Path(job.tiff).is_file() else "deleted"
+    tiff = f"{job.tiff}, {size(job.tiff_bytes)} ({present})"
+    callfile = _callfile_text(d, now)
+    if job.state == JobState.PREVIEWED:  # its pages went back by mail: nothing kept, no call
+        tiff = f"none kept: {size(job.tiff_bytes)} mailed back to the sender as a preview"
+        callfile = "none: a preview is never dialled"
     lines += [
         "rendering",
         f"  pages       {job.pages}, rendered in {job.render_seconds:.2f} s",
-        f"  tiff        {job.tiff}, {size(job.tiff_bytes)} ({present})",
+        f"  tiff        {tiff}",
         f"  line time   about {call_seconds(job, job.pages, None) / 60:.1f} min per call "
         f"at {DEFAULT_BITRATE} bit/s (estimate)",
         f"call file ({d.callfile_name})",
-        f"  {_callfile_text(d, now)}",
+        f"  {callfile}",
         "attempts",
     ]
     if not f.attempts:

@@ -94,6 +94,7 @@ class Tally:
     answered: int = 0
     line_seconds: float = 0.0
     numbers: set[str] = field(default_factory=set)
+    previews: int = 0  # previewed numbers (the total's only): rate-limit counted, never a call
 
     def add(self, job: Job, attempts: list[Attempt]) -> None:
         self.faxes += 1
@@ -150,6 +151,8 @@ def tally(jobs: Iterable[Job], attempts: dict[str, list[Attempt]]) -> Stats:
     destinations: dict[str, Tally] = {}
     total = Tally("total")
     for job in jobs:
+        if job.state == JobState.PREVIEWED:
+            total.previews += 1
         if job.state not in _COUNTED:
             continue  # abandoned or still being queued: never a call
         tried = attempts.get(job.id, [])
@@ -177,15 +180,19 @@ def show_stats(admin: Admin, since: float, as_json: bool, out: TextIO) -> None:
                 "destinations": [
                     {**t.as_json("number_e164"), "number": t.label} for t in stats.destinations
                 ],
-                "total": stats.total.as_json("total"),
+                "total": {**stats.total.as_json("total"), "previews": stats.total.previews},
                 "line_time_estimate": ESTIMATE,
             },
             out,
         )
         return
     print(f"faxes queued since {local(since, seconds=False)} ({zone()})", file=out)
+    previews = stats.total.previews
     if not stats.total.faxes:
-        print("none", file=out)
+        print(
+            "none" + (f"; {previews} preview(s) mailed back, never dialled" if previews else ""),
+            file=out,
+        )
         return
     for title, rows in (("SENDER", stats.senders), ("DESTINATION", stats.destinations)):
         cells = [_cells(t.key if title == "SENDER" else f"{t.key} ({t.label})", t) for t in rows]
@@ -194,6 +201,11 @@ def show_stats(admin: Admin, since: float, as_json: bool, out: TextIO) -> None:
         headers = [title, *_HEADERS]
         for line in table(headers, cells, right=frozenset(range(1, len(headers)))):
             print(line, file=out)
+    if previews:
+        print(
+            f"\npreviews mailed back (never dialled, counted by the rate limits): {previews}",
+            file=out,
+        )
     print(f"\nline minutes are estimated: {ESTIMATE}", file=out)
 
 

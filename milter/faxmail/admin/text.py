@@ -22,6 +22,7 @@ _COLOURS: dict[str, str] = {
     JobState.FAILED: "31",
     JobState.CANCELLED: "33",
     JobState.ABANDONED: "90",
+    JobState.PREVIEWED: "34",
 }
 
 

@@ -41,7 +41,13 @@ from faxmail.outbound.dnslookup import TxtLookup
 from faxmail.outbound.enqueue import Enqueuer, new_job_id
 from faxmail.outbound.extract import extract_documents, parse_message_file
 from faxmail.outbound.facts import MessageFacts, message_facts
-from faxmail.outbound.preview import PreviewMailer, PreviewRequest
+from faxmail.outbound.preview import (
+    PreviewMailer,
+    PreviewRequest,
+    abandon_previews,
+    admit_previews,
+    preview_job,
+)
 from faxmail.outbound.recipient import FaxRecipient, parse_recipient
 from faxmail.outbound.replayguard import check_not_faxed, faxed_once
 from faxmail.outbound.senders import could_match_at_rcpt
@@ -195,10 +201,21 @@ class Gateway:
                     added,
                     rendered.front_pages,
                 )
-            if previews:
-                self._mail_preview(identity.author, recipients, facts, rendered, language)
-            # enqueue: one job per fax recipient
             digest = _digest(documents) if documents else _text_digest(front.body, front.cover_text)
+            if previews:
+                # each previewed number counts against the rate limits like a fax
+                previewed = [
+                    preview_job(self._job(session, identity, facts, r, rendered, digest, policy))
+                    for r in recipients
+                    if r.preview
+                ]
+                admitted = admit_previews(self.store, previewed, limits)
+                try:
+                    self._mail_preview(identity.author, recipients, facts, rendered, language)
+                except Refusal as refusal:
+                    abandon_previews(self.store, admitted, str(refusal.reply))
+                    raise
+            # enqueue: one job per fax recipient
             with faxed_once(self.store, single_use if faxes else None):
                 jobs = {
                     r.address: self.enqueuer.enqueue(

@@ -79,7 +79,7 @@ class Enqueuer:
             earlier = store.get(admission.job_id) if isinstance(admission, Duplicate) else None
         except StoreUnavailable as exc:
             log.error("job %s: job store failed before queueing: %s", job.id, exc)
-            raise Refusal(_store_reply(exc)) from exc
+            raise Refusal(store_reply(exc)) from exc
         if isinstance(admission, Duplicate):
             if earlier is not None and earlier.state == JobState.QUEUEING:
                 # Another delivery of this mail is being queued right now: it may yet fail, and
@@ -107,14 +107,14 @@ class Enqueuer:
         except (OSError, StoreUnavailable) as exc:
             self._undo(job.id, exc)
             raise Refusal(
-                _store_reply(exc) if isinstance(exc, StoreUnavailable) else _spool_reply(exc)
+                store_reply(exc) if isinstance(exc, StoreUnavailable) else _spool_reply(exc)
             ) from exc
         try:
             # In faxmail's queue now: the dispatcher places its call, the 250 does not wait.
             store.queue_job(job.id, job.created if not_before is None else not_before)
         except StoreUnavailable as exc:
             self._undo(job.id, exc)
-            raise Refusal(_store_reply(exc)) from exc
+            raise Refusal(store_reply(exc)) from exc
         crash_point("committed")
         return job.id
 
@@ -184,6 +184,6 @@ def _spool_reply(exc: OSError) -> Reply:
     return SPOOL_FULL if exc.errno in (errno.ENOSPC, errno.EDQUOT) else LOCAL_ERROR
 
 
-def _store_reply(exc: StoreUnavailable) -> Reply:
+def store_reply(exc: StoreUnavailable) -> Reply:
     # the database's disk is full (SQLite's state folder, or PostgreSQL's)
     return SPOOL_FULL if exc.full else LOCAL_ERROR

@@ -99,7 +99,8 @@ class JobStore(MessageIdClaims, DispatchStore, DocumentStore, Protocol):
 
     def admit(self, job: Job, limits: RateLimits, duplicate_window_s: float) -> Admission:
         """Insert `job` as queueing unless it is a resent duplicate or over the rate limit;
-        the check and the insert are atomic, whoever else admits at the same time."""
+        the check and the insert are atomic, whoever else admits at the same time. A job in
+        state previewed (a preview: counted, never dialled) skips the duplicate check."""
         ...
 
     def set_state(

@@ -21,10 +21,11 @@ class JobState(StrEnum):
     FAILED = "failed"
     CANCELLED = "cancelled"  # by the admin (`faxmail cancel`)
     ABANDONED = "abandoned"  # never reached Asterisk: a local fault, the sender got a 4xx
+    PREVIEWED = "previewed"  # fax+preview+<number>: the pages were mailed back, never dialled
 
 
-# Jobs that count against rate limits and can absorb a resent mail: every job that was or will
-# be a call. Cancelled and abandoned jobs were never faxed.
+# Jobs that can absorb a resent mail: every job that was or will be a call. Cancelled and
+# abandoned jobs were never faxed.
 COUNTED_STATES = (
     JobState.QUEUEING,
     JobState.QUEUED,
@@ -32,6 +33,11 @@ COUNTED_STATES = (
     JobState.SENT,
     JobState.FAILED,
 )
+
+# Jobs that count against the sender's rate limits: the calls, and each previewed number (a
+# preview renders like a fax, so it costs like one). A preview never absorbs a resent mail and
+# is never absorbed: it is not a fax, and a real fax of the same mail must still be dialled.
+RATE_COUNTED_STATES = (*COUNTED_STATES, JobState.PREVIEWED)
 
 # The final states: each comes with the job's one result mail.
 FINISHED_STATES = (JobState.SENT, JobState.FAILED, JobState.CANCELLED)
@@ -50,6 +56,7 @@ class EventKind(StrEnum):
     """The kinds of a job's history rows (table events)."""
 
     ACCEPTED = "accepted"  # the milter admitted the job
+    PREVIEWED = "previewed"  # the milter admitted a preview: pages mailed back, no call
     DUPLICATE = "duplicate"  # the same mail came again and was not faxed twice
     SPOOLED = "spooled"  # its call file went to Asterisk
     SPOOL_ERROR = "spool-error"  # a local fault while queueing: abandoned

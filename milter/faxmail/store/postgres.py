@@ -30,6 +30,7 @@ import psycopg
 from faxmail.store.errors import StoreUnavailable
 from faxmail.store.model import (
     COUNTED_STATES,
+    RATE_COUNTED_STATES,
     Admission,
     Duplicate,
     EventKind,
@@ -50,6 +51,7 @@ log = logging.getLogger("faxmail.store")
 CONNECT_TIMEOUT_S = 5  # a database that is down answers 451 in seconds, not minutes
 STATEMENT_TIMEOUT = "30s"  # a lock held by a stuck host must not hang an SMTP session
 _COUNTED = list(COUNTED_STATES)
+_RATE_COUNTED = list(RATE_COUNTED_STATES)
 _INSERT_JOB = f"INSERT INTO jobs ({JOB_SELECT}) VALUES ({','.join(['%s'] * len(JOB_COLUMNS))})"  # noqa: S608
 
 
@@ -153,7 +155,7 @@ class PostgresStore(PostgresNotify, PostgresDispatch):
                 continue
             row = db.execute(
                 "SELECT count(*) FROM jobs WHERE sender = %s AND created > %s AND state = ANY(%s)",
-                (sender, now - seconds, _COUNTED),
+                (sender, now - seconds, _RATE_COUNTED),
             ).fetchone()
             count = int(row[0]) if row else 0
             if count >= limit:
@@ -165,23 +167,29 @@ class PostgresStore(PostgresNotify, PostgresDispatch):
             return self._exceeded(db, sender.lower(), limits, now)
 
     def admit(self, job: Job, limits: RateLimits, duplicate_window_s: float) -> Admission:
-        """Insert `job` as "queueing" unless it is a resent duplicate or over the rate limit."""
+        """Insert `job` ("queueing", or "previewed": no duplicate check) unless it is a resent
+        duplicate or over the rate limit."""
+        preview = job.state == JobState.PREVIEWED
         with self._tx() as db:
             # Always sender first, then Message-ID: one order, so no two admissions deadlock.
             advisory_lock(db, "faxmail-sender:" + job.sender)
             if job.message_id:
                 advisory_lock(db, "faxmail-message-id:" + job.message_id)
-            row = db.execute(
-                "SELECT id FROM jobs WHERE message_id = %s AND digest = %s AND number_e164 = %s"
-                " AND created > %s AND state = ANY(%s) ORDER BY created LIMIT 1",
-                (
-                    job.message_id,
-                    job.digest,
-                    job.number_e164,
-                    job.created - duplicate_window_s,
-                    _COUNTED,
-                ),
-            ).fetchone()
+            row = (
+                None
+                if preview
+                else db.execute(
+                    "SELECT id FROM jobs WHERE message_id = %s AND digest = %s AND number_e164 = %s"
+                    " AND created > %s AND state = ANY(%s) ORDER BY created LIMIT 1",
+                    (
+                        job.message_id,
+                        job.digest,
+                        job.number_e164,
+                        job.created - duplicate_window_s,
+                        _COUNTED,
+                    ),
+                ).fetchone()
+            )
             if row is not None and job.message_id:
                 add_event(db, row[0], EventKind.DUPLICATE, {"message_id": job.message_id})
                 return Duplicate(row[0])
@@ -190,7 +198,8 @@ class PostgresStore(PostgresNotify, PostgresDispatch):
                 return exceeded
             values = asdict(job)
             db.execute(_INSERT_JOB, [values[c] for c in JOB_COLUMNS])
-            add_event(db, job.id, EventKind.ACCEPTED, {"proof": job.proof, "pages": job.pages})
+            accepted = EventKind.PREVIEWED if preview else EventKind.ACCEPTED
+            add_event(db, job.id, accepted, {"proof": job.proof, "pages": job.pages})
         return "admitted"
 
     def set_state(self, job_id: str, state: JobState, event: EventKind, **detail: object) -> None:

@@ -20,6 +20,7 @@ from pathlib import Path
 from faxmail.store.errors import StoreUnavailable
 from faxmail.store.model import (
     COUNTED_STATES,
+    RATE_COUNTED_STATES,
     Admission,
     Attempt,
     AttemptOutcome,
@@ -47,6 +48,7 @@ from faxmail.store.sqlite_schema import (
 )
 
 _COUNTED_MARKS = marks(len(COUNTED_STATES))  # placeholders for "state IN (...)"
+_RATE_MARKS = marks(len(RATE_COUNTED_STATES))
 
 
 def unavailable(exc: sqlite3.Error) -> StoreUnavailable:
@@ -119,8 +121,8 @@ class SqliteStore(SqliteMessageIdClaims, SqliteDispatch, SqliteDocuments):
                 continue
             (count,) = db.execute(
                 "SELECT count(*) FROM jobs"  # noqa: S608 - only our own placeholders
-                f" WHERE sender = ? AND created > ? AND state IN ({_COUNTED_MARKS})",
-                (sender, now - seconds, *COUNTED_STATES),
+                f" WHERE sender = ? AND created > ? AND state IN ({_RATE_MARKS})",
+                (sender, now - seconds, *RATE_COUNTED_STATES),
             ).fetchone()
             if count >= limit:
                 return RateExceeded(count, window)
@@ -131,19 +133,25 @@ class SqliteStore(SqliteMessageIdClaims, SqliteDispatch, SqliteDocuments):
             return self._exceeded(db, sender.lower(), limits, now)
 
     def admit(self, job: Job, limits: RateLimits, duplicate_window_s: float) -> Admission:
-        """Insert `job` as "queueing" unless it is a resent duplicate or over the rate limit."""
+        """Insert `job` ("queueing", or "previewed": no duplicate check) unless it is a resent
+        duplicate or over the rate limit."""
+        preview = job.state == JobState.PREVIEWED
         with self._tx() as db:
-            row = db.execute(
-                "SELECT id FROM jobs WHERE message_id = ? AND digest = ? AND number_e164 = ?"  # noqa: S608
-                f" AND created > ? AND state IN ({_COUNTED_MARKS})",
-                (
-                    job.message_id,
-                    job.digest,
-                    job.number_e164,
-                    job.created - duplicate_window_s,
-                    *COUNTED_STATES,
-                ),
-            ).fetchone()
+            row = (
+                None
+                if preview
+                else db.execute(
+                    "SELECT id FROM jobs WHERE message_id = ? AND digest = ? AND number_e164 = ?"  # noqa: S608
+                    f" AND created > ? AND state IN ({_COUNTED_MARKS})",
+                    (
+                        job.message_id,
+                        job.digest,
+                        job.number_e164,
+                        job.created - duplicate_window_s,
+                        *COUNTED_STATES,
+                    ),
+                ).fetchone()
+            )
             if row is not None and job.message_id:
                 self._event(db, row[0], EventKind.DUPLICATE, {"message_id": job.message_id})
                 return Duplicate(row[0])
@@ -155,7 +163,8 @@ class SqliteStore(SqliteMessageIdClaims, SqliteDispatch, SqliteDocuments):
                 f"INSERT INTO jobs ({JOB_SELECT}) VALUES ({marks(len(JOB_COLUMNS))})",  # noqa: S608
                 [values[c] for c in JOB_COLUMNS],
             )
-            self._event(db, job.id, EventKind.ACCEPTED, {"proof": job.proof, "pages": job.pages})
+            accepted = EventKind.PREVIEWED if preview else EventKind.ACCEPTED
+            self._event(db, job.id, accepted, {"proof": job.proof, "pages": job.pages})
         return "admitted"
 
     @staticmethod
