@@ -241,3 +241,11 @@ def test_each_page_gets_its_own_transfer_in_gs() -> None:
     (c, program, f) = per_page_transfer([156, 126])
     assert (c, f) == ("-c", "-f")
     assert "[0.6137 0.4961]" in program and "/BeginPage" in program
+
+
+def test_an_image_too_large_is_not_decoded_for_a_look(tmp_path: Path) -> None:
+    huge = PlacedImage(
+        tmp_path / "none", "/FlateDecode", 60_000, 60_000, 8, "/DeviceGray", A4_BOX, False
+    )
+    with pytest.raises(NoCheapLook, match="too large"):
+        page_cut(PageView(A4_BOX, huge), RenderOptions())

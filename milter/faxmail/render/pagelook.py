@@ -44,6 +44,7 @@ from faxmail.render.pdfpages import NoCheapLook, PageView, PlacedImage, pdf_page
 log = logging.getLogger("faxmail.render")
 
 LOOK_THREADS = 2  # pages decoded at once
+MAX_LOOK_PIXELS = 40_000_000  # an A4 page scanned at 600 dpi has 35 M
 VECTOR_CUT = int(255 * (1 - INK_SHARE))  # the cut of a page without raster images
 SAMPLE = 4  # binarise.quarter_sample's step: the histogram is taken at 1/4 of fax pixels
 
@@ -138,6 +139,8 @@ def _on_paper(
 def decode_small(image: PlacedImage, at_least: tuple[int, int]) -> Image.Image:
     """The image in grey, upright as on the page, decoded no larger than needed for
     `at_least` pixels (or NoCheapLook)."""
+    if image.width * image.height > MAX_LOOK_PIXELS:
+        raise NoCheapLook("an image too large to look at")  # gs subsamples it as it paints
     want = at_least[::-1] if image.turned else at_least
     if image.filter == "/DCTDecode":
         try:
@@ -146,7 +149,7 @@ def decode_small(image: PlacedImage, at_least: tuple[int, int]) -> Image.Image:
                     raise NoCheapLook(f"a {jpeg.mode} JPEG")
                 jpeg.draft("L", want)
                 grey = jpeg.convert("L")
-        except (OSError, ValueError, SyntaxError) as error:
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
             raise NoCheapLook(f"a JPEG Pillow cannot read ({type(error).__name__})") from None
     elif image.filter in ("/FlateDecode", ""):
         channels = 3 if image.colour == "/DeviceRGB" else 1

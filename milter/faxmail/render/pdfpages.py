@@ -74,12 +74,24 @@ def pdf_pages(path: Path, folder: Path) -> list[PageView]:
         objects = json.loads(output.read_text("utf-8"))["qpdf"][1]
     except (OSError, ValueError, KeyError, IndexError, TypeError):
         raise NoCheapLook("qpdf's JSON cannot be read") from None
-    return _Objects(objects).pages()
+    try:
+        return _Objects(objects, folder).pages()
+    except (AttributeError, KeyError, TypeError, ValueError, OSError) as error:
+        # a shape of JSON we did not expect (a strange but valid PDF): let gs paint it grey
+        raise NoCheapLook(f"an unexpected PDF structure ({type(error).__name__})") from None
 
 
 class _Objects:
-    def __init__(self, objects: dict[str, Any]) -> None:
+    def __init__(self, objects: dict[str, Any], folder: Path) -> None:
         self._objects = objects
+        self._folder = folder.absolute()
+
+    def data(self, stream: dict[str, Any]) -> Path:
+        """Where qpdf wrote a stream's data: in our folder, nowhere else."""
+        path = Path(stream["datafile"])
+        if path.parent != self._folder:
+            raise NoCheapLook("stream data outside the look's folder")
+        return path
 
     def get(self, value: Any) -> Any:
         """A direct value, or the object a reference ("12 0 R") names."""
@@ -150,7 +162,8 @@ class _Objects:
             filters = _names(stream["dict"].get("/Filter"))
             if filters not in ([], ["/FlateDecode"]):
                 raise NoCheapLook(f"content in {filters}")
-            raw = Path(stream["datafile"]).read_bytes()[: 64 * MAX_CONTENT_BYTES]
+            with open(self.data(stream), "rb") as handle:
+                raw = handle.read(64 * MAX_CONTENT_BYTES)
             if filters:
                 try:
                     raw = zlib.decompressobj().decompress(raw, MAX_CONTENT_BYTES + 1)
@@ -181,7 +194,7 @@ class _Objects:
         if not (isinstance(width, int) and isinstance(height, int) and width > 0 < height):
             raise NoCheapLook("an image without a size")
         return PlacedImage(
-            Path(stream["datafile"]),
+            self.data(stream),
             filters[0] if filters else "",
             width,
             height,
