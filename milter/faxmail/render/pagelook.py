@@ -6,9 +6,10 @@ threshold is not enough (a photo, paper levels that differ by region); most scan
 sheet of paper with ink on it. So before gs starts, each page is looked at cheaply:
 
 - a page that draws exactly one raster image and nothing else (a scan, a photo attachment:
-  images.py makes those such pages) gets the image's own pixels, decoded small: a JPEG by
-  Pillow's `draft` (DCT scaling, a fraction of a full decode), an 8-bit Flate image inflated
-  to its known size and no further; placed where -dPDFFitPage will put it on the fax page,
+  images.py makes those such pages) gets the image's own pixels at no more than the fax's
+  resolution (Pillow's `draft` scales a larger JPEG down while decoding; a smaller decode
+  would average away the darkest 0.02 % the ink level comes from), an 8-bit Flate image
+  inflated to its known size and no further; placed where -dPDFFitPage puts it on the page,
   white around it, and asked binarise.one_threshold, the rule binarise() applies to gs's grey
   page: both paths decide the same way and cut at (nearly) the same level;
 - a page without raster images is vector art: one threshold, the one gs gets for such faxes;
