@@ -1,5 +1,5 @@
-"""binarise.py and greystream.py on synthetic grey pages: no Ghostscript, no files but the
-TIFF they write."""
+"""binarise.py, greystream.py and pagelook.py on synthetic grey pages: no Ghostscript, no
+files but the TIFF they write (and the JPEG the look decodes)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,20 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageDraw
 
-from faxmail.render.binarise import binarise, page_levels, to_fax_width, write_fax_tiff
+from faxmail.render.binarise import (
+    BLOCK,
+    binarise,
+    closed_paper,
+    one_threshold,
+    page_levels,
+    quarter_sample,
+    to_fax_width,
+    write_fax_tiff,
+)
 from faxmail.render.greystream import GreyStream, GreyStreamError, pgm_pages
+from faxmail.render.options import RenderOptions
+from faxmail.render.pagelook import VECTOR_CUT, page_cut, per_page_transfer
+from faxmail.render.pdfpages import NoCheapLook, PageView, PlacedImage, image_placement
 from faxmail.render.tiffcheck import validate_fax_tiff
 
 SIZE = (1728, 2292)
@@ -159,3 +171,81 @@ def test_a_stream_without_pages_or_cut_off_is_an_error(tmp_path: Path) -> None:
     os.close(writer)
     with pytest.raises(GreyStreamError, match="cut off"):
         cut.wait()
+
+
+# --- pagelook.py: the cheap look decides as binarise() does ---------------------------------
+
+
+def placed_jpeg(tmp_path: Path, image: Image.Image, turned: bool = False) -> PlacedImage:
+    """`image` as a JPEG drawn over the whole A4 page (what a scan's PDF page does)."""
+    path = tmp_path / "image.jpg"
+    image.save(path, "JPEG", quality=90)
+    width, height = image.size
+    return PlacedImage(path, "/DCTDecode", width, height, 8, "/DeviceGray", A4_BOX, turned)
+
+
+A4_BOX = (0.0, 0.0, 595.0, 842.0)
+
+
+@pytest.mark.parametrize("paper, ink", [(255, 0), (200, 20), (165, 40)])
+def test_the_look_cuts_a_scan_where_binarise_would(tmp_path: Path, paper: int, ink: int) -> None:
+    page = letter(paper, ink).resize((1686, 2292))
+    levels = page_levels(quarter_sample(page).histogram())
+    on_grey = one_threshold(levels, lambda: closed_paper(page.reduce(BLOCK)))
+    view = PageView(A4_BOX, placed_jpeg(tmp_path, page))
+    assert on_grey is not None and abs(page_cut(view, RenderOptions()) - on_grey) <= 3
+
+
+def test_the_look_sends_photos_and_uneven_paper_to_the_grey_path(tmp_path: Path) -> None:
+    photo = Image.linear_gradient("L").resize((1686, 2292))
+    with pytest.raises(NoCheapLook, match="photo"):
+        page_cut(PageView(A4_BOX, placed_jpeg(tmp_path, photo)), RenderOptions())
+    uneven = letter(255, 0).resize((1686, 2292))
+    ImageDraw.Draw(uneven).rectangle((0, 1000, 1686, 1400), fill=150)  # a dark band of paper
+    with pytest.raises(NoCheapLook, match="region"):
+        page_cut(PageView(A4_BOX, placed_jpeg(tmp_path, uneven)), RenderOptions())
+
+
+def test_pages_without_images_and_black_and_white_images_need_no_decoding() -> None:
+    assert page_cut(PageView(A4_BOX, None), RenderOptions()) == VECTOR_CUT
+    bilevel = PlacedImage(
+        Path("/nonexistent"), "/CCITTFaxDecode", 8, 8, 1, "/DeviceGray", A4_BOX, False
+    )
+    assert page_cut(PageView(A4_BOX, bilevel), RenderOptions()) == VECTOR_CUT
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"q 595 0 0 842 0 0 cm /Im1 Do Q BT /F1 11 Tf (stamp) Tj ET",  # text over the scan
+        b"q 400 300 -300 400 0 0 cm /Im1 Do Q",  # askew
+        b"q 595 0 0 842 0 0 cm /Im1 Do /Im1 Do Q",  # twice
+        b"q 595 0 0 cm /Im1 Do Q",  # a cm short of numbers
+        b"Q q 595 0 0 842 0 0 cm /Im1 Do",  # unbalanced
+        b"0.5 g 0 0 595 842 re f q 595 0 0 842 0 0 cm /Im1 Do Q",  # a fill under it
+    ],
+)
+def test_only_a_page_that_draws_one_image_and_nothing_else_is_looked_at(content: bytes) -> None:
+    with pytest.raises(NoCheapLook):
+        image_placement(content, "/Im1")
+
+
+def test_the_image_placement_follows_the_content_matrices() -> None:
+    # img2pdf's page; then the quarter turn qpdf --flatten-rotation puts in front of it
+    assert image_placement(b"q 595 0 0 842 0 0 cm /Im1 Do Q", "/Im1") == (595, 0, 0, 842, 0, 0)
+    turned = image_placement(b"q 0 1 -1 0 842 0 cm q 842 0 0 595 0 0 cm /Im1 Do Q Q", "/Im1")
+    assert [round(value) for value in turned] == [0, 842, -595, 0, 842, 0]
+
+
+def test_each_page_gets_its_own_transfer_in_gs() -> None:
+    (c, program, f) = per_page_transfer([156, 126])
+    assert (c, f) == ("-c", "-f")
+    assert "[0.6137 0.4961]" in program and "/BeginPage" in program
+
+
+def test_an_image_too_large_is_not_decoded_for_a_look(tmp_path: Path) -> None:
+    huge = PlacedImage(
+        tmp_path / "none", "/FlateDecode", 60_000, 60_000, 8, "/DeviceGray", A4_BOX, False
+    )
+    with pytest.raises(NoCheapLook, match="too large"):
+        page_cut(PageView(A4_BOX, huge), RenderOptions())

@@ -32,10 +32,13 @@ from faxmail.render.options import RenderOptions
 from faxmail.render.pdfcheck import check_pdf
 from faxmail.render.renderer import Renderer
 from faxmail.render.tiffcheck import validate_fax_tiff
+from infra.office_documents import grey_paper_scan_pdf
 from infra.pdfs import (
+    Page,
     black_png_bytes,
     build_pdf,
     garbage_stream_pdf,
+    image_xobject,
     japanese_pdf,
     landscape_pdf,
     make_encrypted_pdf,
@@ -48,10 +51,21 @@ from infra.pdfs import (
     png_bomb_bytes,
     postscript_polyglot,
     postscript_xobject_pdf,
+    scanned_page_image,
     scanned_pdf,
 )
 
 A4_FINE, A4_STANDARD, LETTER_FINE = 2292, 1146, 2156
+
+
+def photo_pdf() -> bytes:
+    """A page that is one photo-like image (a gradient over the page): binarise.py screens
+    it, so it needs the grey path."""
+    gradient = Image.linear_gradient("L").resize((620, 877))
+    return build_pdf(
+        [Page(b"q 595 0 0 842 0 0 cm /Im1 Do Q", (595, 842), {"Im1": image_xobject(gradient)})]
+    )
+
 
 MakeDoc = Callable[..., Document]
 
@@ -566,8 +580,9 @@ def _wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> None:
 def test_grey_pages_are_binarised_from_a_pipe_while_gs_renders(
     doc: MakeDoc, workdir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # a scan (a raster image) takes the grey path; its pages reach binarise.py through a pipe,
-    # the first while gs still renders the second, and no grey page file is written
+    # a photo (one threshold cannot serve it: pagelook.py) takes the grey path; its pages
+    # reach binarise.py through a pipe, the first while gs still renders the second, and no
+    # grey page file is written
     seen: list[tuple[int, bool, bool]] = []
     original = greystream.pgm_pages
 
@@ -578,7 +593,7 @@ def test_grey_pages_are_binarised_from_a_pipe_while_gs_renders(
 
     monkeypatch.setattr(greystream, "pgm_pages", watched)
     fax = Renderer(RenderOptions()).render(
-        [doc("pdf", scanned_pdf()), doc("pdf", scanned_pdf())], workdir
+        [doc("pdf", photo_pdf()), doc("pdf", photo_pdf())], workdir
     )
     assert fax.pages == 2 and [width for width, _, _ in seen] == [1686, 1686]
     assert not any(files for _, files, _ in seen) and seen[0][2]  # gs was still at work
@@ -595,8 +610,73 @@ def test_a_failed_binarisation_is_our_fault_and_stops_gs(
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr("faxmail.render.greystream.write_fax_pages", no_space)
-    document = doc("pdf", scanned_pdf())
+    document = doc("pdf", photo_pdf())
     refusal = refused(lambda: Renderer(RenderOptions()).render([document] * 3, workdir))
     assert _is(refusal, LOCAL_ERROR)
     assert gs_running(workdir) == []
     assert list(workdir.iterdir()) == []
+
+
+# --- one threshold a page, from a cheap look (pagelook.py) ----------------------------------
+
+
+def grey_pages_read(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Counts the grey pages gs hands binarise.py (none: the 1-bit path with per-page cuts)."""
+    read: list[int] = []
+    original = greystream.pgm_pages
+
+    def counted(stream: io.BufferedReader) -> object:
+        for page in original(stream):
+            read.append(page.width)
+            yield page
+
+    monkeypatch.setattr(greystream, "pgm_pages", counted)
+    return read
+
+
+def test_scans_are_cut_by_gs_as_binarise_would_cut_them(
+    doc: MakeDoc, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a scan on light paper, a scan on grey paper (mean 165) and a JPEG scan: each page one
+    # threshold of its own, applied by gs's 1-bit path, no grey page painted
+    jpeg = io.BytesIO()
+    scanned_page_image(seed=5).save(jpeg, "JPEG", quality=85)
+    scans = [
+        doc("pdf", scanned_pdf()),
+        doc("pdf", grey_paper_scan_pdf(165)),
+        doc("jpeg", jpeg.getvalue()),
+    ]
+    read = grey_pages_read(monkeypatch)
+    looked = Renderer(RenderOptions()).render(scans, _dir(tmp_path, "looked"))
+    assert read == [] and looked.pages == 3
+    monkeypatch.setattr("faxmail.render.renderer.page_cuts", lambda *args: None)
+    grey = Renderer(RenderOptions()).render(scans, _dir(tmp_path, "grey"))
+    assert len(read) == 3  # the same pages, painted grey and binarised in Python
+    for ours, theirs in zip(pages_of(looked.tiff), pages_of(grey.tiff), strict=True):
+        differ = ImageChops.difference(ours, theirs).histogram()[255] / (1728 * 2292)
+        assert differ < 0.002  # the same cut, or one level off
+        assert 0.005 < black_share(ours) < 0.1  # the letter, on white: no dot screen
+    assert looked.size < 1.1 * grey.size
+
+
+def test_one_page_that_needs_grey_makes_the_whole_fax_grey(
+    doc: MakeDoc, workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    read = grey_pages_read(monkeypatch)
+    fax = Renderer(RenderOptions()).render(
+        [doc("pdf", scanned_pdf()), doc("pdf", photo_pdf())], workdir
+    )
+    assert fax.pages == 2 and len(read) == 2
+
+
+def test_what_the_look_cannot_read_is_painted_grey(
+    doc: MakeDoc, workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # an image with a stamp of text over it: not "one image", so binarise.py decides
+    body = image_xobject(scanned_page_image())
+    stamped = b"q 595 0 0 842 0 0 cm /Im1 Do Q BT /F1 20 Tf 300 50 Td (PAID) Tj ET"
+    read = grey_pages_read(monkeypatch)
+    fax = Renderer(RenderOptions()).render(
+        [doc("pdf", build_pdf([Page(stamped, (595, 842), {"Im1": body})]))], workdir
+    )
+    assert fax.pages == 1 and len(read) == 1

@@ -23,9 +23,10 @@ Cost measured on this machine (a one-page fax): see bench/README.md, legibility 
 
 from __future__ import annotations
 
+import functools
 import os
 import struct
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -80,38 +81,64 @@ def _quantile(histogram: Sequence[int], count: float) -> int:
 
 def binarise(page: Image.Image) -> Image.Image:
     """A grey page ("L") as a bilevel one ("1") in which 255 (a set bit) is *ink*."""
-    # levels from every 4th pixel of every 4th row: the same shares, an eighth of the time
-    sample = page.resize(
-        (max(1, page.width // 4), max(1, page.height // 4)), Image.Resampling.NEAREST
-    )
-    levels = page_levels(sample.histogram())
-    if levels.paper - levels.ink < MIN_CONTRAST:
-        # blank, or all one grey (a black image filling the page): light white, dark black
-        return page.point([255] * 128 + [0] * 128, "1")
+    levels = page_levels(quarter_sample(page).histogram())
+    paper = functools.cache(lambda: closed_paper(page.reduce(BLOCK)))  # from block means
+    cut = one_threshold(levels, paper)
+    if cut is not None:
+        return _ink_at_most(page, cut)
     if levels.photo:
         span = max(1, levels.paper - levels.ink)
         stretch = [min(255, max(0, (v - levels.ink) * 255 // span)) for v in range(256)]
         return _ink_where_darker(page.point(stretch), _screen(page.size))
-    to_threshold = [round(v - INK_SHARE * max(0, v - levels.ink)) for v in range(256)]
+    threshold = paper().point(_thresholds(levels)).resize(page.size, Image.Resampling.BILINEAR)
+    return _ink_where_darker(page, threshold)
+
+
+def quarter_sample(page: Image.Image) -> Image.Image:
+    """Every 4th pixel of every 4th row: the same shares of levels, an eighth of the time."""
+    return page.resize(
+        (max(1, page.width // 4), max(1, page.height // 4)), Image.Resampling.NEAREST
+    )
+
+
+def one_threshold(levels: Levels, paper: Callable[[], Image.Image]) -> int | None:
+    """The page's one cut (ink: a level at most this), or None when it needs more: a photo,
+    or paper levels that differ by region. `paper`: closed_paper() of the page's BLOCK x
+    BLOCK block means, asked for only when the histogram alone cannot tell. pagelook.py
+    asks the same of a cheap look at a scan, so gs's 1-bit path cuts where binarise() would."""
+    if levels.paper - levels.ink < MIN_CONTRAST:
+        # blank, or all one grey (a black image filling the page): light white, dark black
+        return 127
+    if levels.photo:
+        return None
+    cut = _thresholds(levels)[levels.paper]
     if levels.mid_share < FLAT_SHARE:
         # next to nothing between ink and paper (text on plain paper, white or grey): no
         # second paper level to find, one threshold for the page (a third of the time)
-        return _ink_at_most(page, to_threshold[levels.paper])
-    small = page.reduce(BLOCK)  # block means
-    # closing (max, then min): text, darker than its paper and narrower than the filter, is
-    # filled in; a shaded cell or a photo keeps its edges (a max alone grows white into them)
+        return cut
+    present = [level for level, count in enumerate(paper().histogram()) if count]
+    if present[-1] - present[0] <= PAPER_SPREAD:
+        # about one paper level everywhere (a letter on white or grey paper; the miniature
+        # sees the gaps between lines a little darker): one threshold, one pass
+        return cut
+    return None
+
+
+def closed_paper(small: Image.Image) -> Image.Image:
+    """The local paper level of each block: a closing (max, then min) of the block means.
+    Text, darker than its paper and narrower than the filter, is filled in; a shaded cell
+    or a photo keeps its edges (a max alone grows white into them)."""
     paper = small
     for rank_filter in [ImageFilter.MaxFilter] * NEIGHBOURHOOD + [
         ImageFilter.MinFilter
     ] * NEIGHBOURHOOD:
         paper = paper.filter(rank_filter(3))  # three 3 x 3 passes: one 7 x 7, 3 times faster
-    present = [level for level, count in enumerate(paper.histogram()) if count]
-    if present[-1] - present[0] <= PAPER_SPREAD:
-        # about one paper level everywhere (a letter on white or grey paper; the miniature
-        # sees the gaps between lines a little darker): one threshold, one pass
-        return _ink_at_most(page, to_threshold[levels.paper])
-    threshold = paper.point(to_threshold).resize(page.size, Image.Resampling.BILINEAR)
-    return _ink_where_darker(page, threshold)
+    return paper
+
+
+def _thresholds(levels: Levels) -> list[int]:
+    """For each local paper level, the darkest level that is still paper."""
+    return [round(v - INK_SHARE * max(0, v - levels.ink)) for v in range(256)]
 
 
 def _ink_at_most(page: Image.Image, cut: int) -> Image.Image:

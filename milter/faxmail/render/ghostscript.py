@@ -38,6 +38,7 @@ from faxmail.render.gsoutput import (
     TOLERATED_WARNINGS,
 )
 from faxmail.render.options import RenderOptions
+from faxmail.render.pagelook import per_page_transfer
 
 # Page heights in pixels at 196 / 98 lines per inch; the fax devices snap the width to 1728 by
 # themselves, `tiffscaled` (photo mode) needs the whole size given.
@@ -99,17 +100,19 @@ def start(
     scratch: Path,
     processes: Processes,
     grey_fd: int | None = None,
+    cuts: Sequence[int] | None = None,
 ) -> Running:
     """Start rendering; the page count (and so the time limit) may be known only later.
 
-    grey_fd: instead of `output`, grey pages into this pipe (greystream.py reads them)."""
+    grey_fd: instead of `output`, grey pages into this pipe (greystream.py reads them).
+    cuts: fax bits with each page's own threshold (pagelook.py), not grey pages."""
     started = time.monotonic()
     gs_tmp = scratch / "tmp"
     gs_tmp.mkdir()
     marker = f"@@faxmail-{secrets.token_hex(6)}"
     grey = grey_fd is not None
     target = f"/dev/fd/{grey_fd}" if grey else str(output).replace("%", "%%")
-    argv = _gs_arguments(options, target, grey) + _transfer_arguments(options, grey)
+    argv = _gs_arguments(options, target, grey) + _transfer_arguments(options, grey, cuts)
     for number, path in enumerate(inputs):
         # a line before each file tells which document later messages are about
         argv += ["-c", f"({marker} {number}\\n) print flush", "-f", str(path)]
@@ -204,7 +207,9 @@ def _gs_arguments(options: RenderOptions, target: str, grey: bool) -> list[str]:
     return argv
 
 
-def _transfer_arguments(options: RenderOptions, grey: bool) -> list[str]:
+def _transfer_arguments(
+    options: RenderOptions, grey: bool, cuts: Sequence[int] | None = None
+) -> list[str]:
     """PostScript run before the documents: the transfer function, if any.
 
     Adaptive (options.grey_pages) without images: vector pages have white paper and their
@@ -220,6 +225,8 @@ def _transfer_arguments(options: RenderOptions, grey: bool) -> list[str]:
     """
     if grey:
         return []
+    if cuts is not None:
+        return per_page_transfer(cuts)  # each page's threshold, as binarise.py would cut it
     if options.grey_pages:
         cut = f"{1 - INK_SHARE:.4f}"
         return ["-c", f"{{{cut} gt {{1}} {{0}} ifelse}} settransfer", "-f"]

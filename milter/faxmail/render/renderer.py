@@ -6,9 +6,9 @@ Images are vetted by their headers and made PDF pages (images.py), PDFs by their
 each is normalised by qpdf (pdfcheck.normalise_pdf: form appearances, /Rotate), then all are
 rendered in one sandboxed Ghostscript run (ghostscript.py) while qpdf vets the
 PDFs (pdfcheck.py: encrypted, damaged, page count) alongside; a refusal there stops gs.
-gs renders grey pages that binarise.py turns into fax bits with each page's own levels, page by
-page from a pipe while gs renders the next (greystream.py); or, with fixed thresholds, in photo
-mode or without raster images, fax bits itself. A slot
+Where one threshold a page serves (a cheap look at the images: pagelook.py), gs makes fax
+bits itself with each page's own threshold; else it renders grey pages that binarise.py turns
+into fax bits page by page from a pipe while gs renders the next (greystream.py). A slot
 semaphore bounds the Ghostscript runs at a time; a fax that gets no slot in time is refused for
 now.
 Output goes to a temporary name and is renamed only after `validate_fax_tiff`: a killed gs
@@ -19,19 +19,15 @@ What it costs against bare Ghostscript is measured by bench/ (bench/README.md).
 from __future__ import annotations
 
 import contextlib
-import itertools
 import logging
 import os
 import shutil
-import subprocess
 import tempfile
 import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-
-from PIL import Image, ImageSequence
 
 from faxmail.core.documents import Document
 from faxmail.core.replies import (
@@ -43,23 +39,24 @@ from faxmail.core.replies import (
 )
 from faxmail.render import ghostscript
 from faxmail.render.cover import FrontMatter, front_pages
+from faxmail.render.frontpages import front_only, with_front
 from faxmail.render.greystream import GreyStream, GreyStreamError
 from faxmail.render.images import image_pages, image_pdf
 from faxmail.render.office import OfficeConverter
 from faxmail.render.options import PAGE_POINTS, RenderOptions
+from faxmail.render.pagelook import page_cuts
 from faxmail.render.pdfcheck import (
     check_pdf,
     may_have_images,
     normalise_pdf,
     require_pdf_header,
 )
-from faxmail.render.textpages import Geometry, draw_page, ink_of, write_pages
-from faxmail.render.tiffcheck import validate_fax_tiff
+from faxmail.render.textpages import Geometry
+from faxmail.render.tiffcheck import min_is_white, page_inks, validate_fax_tiff
 
 log = logging.getLogger("faxmail.render")
 
 FAX_NAME = "fax.tif"
-TIFFCROP_TIMEOUT_S = 60.0
 GS_CHECK_TIMEOUT_S = 10.0  # a blank page takes ~50 ms
 # A valid one-page blank A4 PDF (qpdf --check: no errors), to tell a broken gs from a bad file.
 BLANK_PDF = (
@@ -153,28 +150,10 @@ class Renderer:
 
     def _front_only(self, front: FrontMatter, workdir: Path, started: float) -> RenderedFax:
         """Text pages only: drawn here, no Ghostscript (and so no slot) needed."""
-        pages = front_pages(front, self._geometry, 0)
-        _check_page_limit(len(pages), self.options.max_pages)
-        partial = workdir / "fax.tif.partial"
-        geometry = self._geometry
-        write_pages((draw_page(page, geometry) for page in pages), partial, geometry.y_dpi)
-        validate_fax_tiff(partial, len(pages))
         final = workdir / FAX_NAME
-        os.replace(partial, final)
+        pages = front_only(front, self._geometry, self.options.max_pages, final)
         seconds, size = time.monotonic() - started, final.stat().st_size
-        return RenderedFax(final, len(pages), seconds, size, front_pages=len(pages))
-
-    def _with_front(self, front: FrontMatter, documents_tiff: Path, pages: int) -> int:
-        """Put the front pages before the documents' pages in `documents_tiff`; their count."""
-        geometry = self._geometry
-        laid_out = front_pages(front, geometry, pages)
-        joined = documents_tiff.with_name("joined.tif.partial")
-        with Image.open(documents_tiff) as documents:
-            drawn = (draw_page(page, geometry) for page in laid_out)
-            theirs = (ink_of(page) for page in ImageSequence.Iterator(documents))
-            write_pages(itertools.chain(drawn, theirs), joined, geometry.y_dpi)
-        os.replace(joined, documents_tiff)
-        return len(laid_out)
+        return RenderedFax(final, pages, seconds, size, front_pages=pages)
 
     def _render(
         self,
@@ -205,14 +184,17 @@ class Renderer:
         try:
             inputs = [self._input_pdf(doc, scratch, n) for n, doc in enumerate(documents, 1)]
             partial = scratch / "fax.tif.partial"
-            # grey pages only where binarise.py has levels to find: scans, photos
+            # grey pages only where binarise.py has levels to find (scans, photos), and there
+            # only if one threshold a page, from a cheap look (pagelook.py), is not enough
             grey = options.grey_pages and any(map(may_have_images, inputs))
+            cuts = page_cuts(inputs, scratch, options) if grey else None
+            grey = grey and cuts is None
             y_dpi = 196 if options.resolution == "fine" else 98
             stream = GreyStream(partial, y_dpi) if grey else None
             try:
                 running = ghostscript.start(
                     options, inputs, partial, scratch, self._shared.processes,
-                    grey_fd=stream.write_fd if stream else None,
+                    grey_fd=stream.write_fd if stream else None, cuts=cuts,
                 )  # fmt: skip
             except BaseException:
                 _wait_quietly(stream)
@@ -243,11 +225,11 @@ class Renderer:
                 raise
             inks = _grey_inks(stream)
             if options.photo:
-                partial = _min_is_white(partial, scratch / "fax-white.tif.partial")
+                partial = min_is_white(partial, scratch / "fax-white.tif.partial")
             if warned:
                 pages = [counts[n] for n in range(len(documents))]
-                _check_not_blank(documents, pages, inks or _page_inks(partial), warned)
-            added = self._with_front(front, partial, total) if front is not None else 0
+                _check_not_blank(documents, pages, inks or page_inks(partial), warned)
+            added = with_front(front, self._geometry, partial, total) if front is not None else 0
             total += added
             validate_fax_tiff(partial, total)
             final = workdir / FAX_NAME
@@ -338,39 +320,3 @@ def _check_not_blank(
         if number in warned and not any(inks[first:last]):
             raise Refusal(DOCUMENT_DAMAGED.format(name=doc.label, why=warned[number]))
         first = last
-
-
-def _page_inks(tiff: Path) -> list[int]:
-    """The black pixels of each page of our own (min-is-white) fax TIFF; asked only when gs
-    warned, so the decoding (about 5 ms a page) is rare."""
-    try:
-        with Image.open(tiff) as image:
-            return [page.convert("L").histogram()[0] for page in ImageSequence.Iterator(image)]
-    except OSError:  # cut off (ours, not the document's fault): validate_fax_tiff refuses it
-        return [1] * 10_000
-
-
-def _min_is_white(source: Path, target: Path) -> Path:
-    """`tiffscaled` writes min-is-black pages, which older spandsp sends inverted.
-
-    `tiffcrop -I both` inverts the data and the Photometric tag together: the same picture,
-    labelled min-is-white, still one G4 strip per page (measured: pixel-identical, about 5 ms
-    per page). Inverting with the transfer function instead would be undone by a PDF that sets
-    its own (/TR in an ExtGState): the page came out all white.
-    """
-    try:
-        result = subprocess.run(
-            ["tiffcrop", "-I", "both", str(source), str(target)],
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            timeout=TIFFCROP_TIMEOUT_S,
-            env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C"},
-        )
-    except subprocess.TimeoutExpired:
-        log.warning("tiffcrop took more than %g s", TIFFCROP_TIMEOUT_S)
-        raise Refusal(LOCAL_ERROR) from None
-    errors = result.stderr.decode("utf-8", "replace").strip()
-    if result.returncode != 0 or errors:
-        log.warning("tiffcrop failed (exit %d): %s", result.returncode, errors[:300])
-        raise Refusal(LOCAL_ERROR)
-    return target
