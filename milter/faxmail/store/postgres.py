@@ -9,50 +9,55 @@ concurrent writers on other hosts are kept apart (SQLite has one write lock, BEG
   need a retry loop in the hot path; READ COMMITTED sees the other's committed row once the lock
   is ours, because each statement takes a fresh snapshot.
 - per-job state changes lock the job's row (FOR UPDATE) first, as SQLite's write lock did.
-- the dispatch claim (`postgres_dispatch.py`) locks the line and the number.
+- the dispatch claim locks the line and the number; lapsed leases are taken SKIP LOCKED.
+The SQL itself is shared with SQLite (`sqlcommon*.py`, `?` placeholders): `PgDb` hands it to
+psycopg with `%s`. Here stay the connection, transactions, locks and error translation.
 One connection per process behind a lock, as SQLite's; a broken connection is dropped and
 opened again by the next call. Every driver error becomes `StoreUnavailable`.
 """
 
 from __future__ import annotations
 
-import json
+import functools
 import logging
 import select
 import threading
-import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict
+from typing import Any
 
 import psycopg
 
 from faxmail.store.errors import StoreUnavailable
-from faxmail.store.model import (
-    COUNTED_STATES,
-    RATE_COUNTED_STATES,
-    Admission,
-    Duplicate,
-    EventKind,
-    Job,
-    JobState,
-    RateExceeded,
-    RateLimits,
-    Window,
-)
-from faxmail.store.postgres_dispatch import PostgresDispatch, advisory_lock
-from faxmail.store.postgres_notify import PostgresNotify, add_event
 from faxmail.store.postgres_queries import PostgresQueries
 from faxmail.store.postgres_schema import Connection, check_schema
-from faxmail.store.sqlite_schema import JOB_COLUMNS, JOB_SELECT, job_from_row
+from faxmail.store.sqlcommon import Db, SqlJobs
+from faxmail.store.sqlcommon_dispatch import SqlDispatch
+from faxmail.store.sqlcommon_notify import SqlDocuments, SqlMessageIdClaims, SqlNotify
 
 log = logging.getLogger("faxmail.store")
 
 CONNECT_TIMEOUT_S = 5  # a database that is down answers 451 in seconds, not minutes
 STATEMENT_TIMEOUT = "30s"  # a lock held by a stuck host must not hang an SMTP session
-_COUNTED = list(COUNTED_STATES)
-_RATE_COUNTED = list(RATE_COUNTED_STATES)
-_INSERT_JOB = f"INSERT INTO jobs ({JOB_SELECT}) VALUES ({','.join(['%s'] * len(JOB_COLUMNS))})"  # noqa: S608
+
+
+@functools.lru_cache(maxsize=512)
+def pg_placeholders(sql: str) -> bytes:
+    """`sql` with psycopg's `%s` for each `?`: the shared SQL is our own text, with `?` only as
+    placeholders and no `%` (which psycopg would read as one); checked, not assumed."""
+    if "%" in sql:
+        raise ValueError(f"SQL text with a '%': {sql!r}")
+    return sql.replace("?", "%s").encode()
+
+
+class PgDb:
+    """A psycopg connection as `sqlcommon.Db`: `?` placeholders, rewritten once per text."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    def execute(self, sql: str, args: Sequence[Any] = (), /) -> psycopg.Cursor[tuple[Any, ...]]:
+        return self.conn.execute(pg_placeholders(sql), args)
 
 
 def unavailable(location: str, exc: psycopg.Error) -> StoreUnavailable:
@@ -91,14 +96,20 @@ def _closed_by_server(db: Connection) -> bool:
     return bool(readable)
 
 
-class PostgresStore(PostgresNotify, PostgresDispatch):
+class PostgresStore(SqlJobs, SqlNotify, SqlMessageIdClaims, SqlDocuments, SqlDispatch):
+    # PostgreSQL's own: rows of one second in `seq` order; rows and keys locked explicitly,
+    # since writers on other hosts run at once (see the module).
+    TIE = "seq"
+    ROW_LOCK = " FOR UPDATE"
+    SKIP_LOCKED_ROWS = " FOR UPDATE OF d, j SKIP LOCKED"
+
     def __init__(self, url: str) -> None:
         self._url = url
         self._location = _redacted(url)
         self._lock = threading.RLock()
         self._conn: Connection | None = None
         with self._read() as db:
-            check_schema(db, self._location)  # StoreSchemaOutdated: refuse to start
+            check_schema(db.conn, self._location)  # StoreSchemaOutdated: refuse to start
         self.queries = PostgresQueries(self._read)
 
     @property
@@ -114,22 +125,22 @@ class PostgresStore(PostgresNotify, PostgresDispatch):
         return self._conn
 
     @contextmanager
-    def _read(self) -> Iterator[Connection]:
+    def _read(self) -> Iterator[PgDb]:
         with self._lock:
             db = self._connection()
             try:
-                yield db
+                yield PgDb(db)
             except psycopg.Error as exc:
                 self._drop_if_broken(db, exc)
                 raise unavailable(self._location, exc) from exc
 
     @contextmanager
-    def _tx(self) -> Iterator[Connection]:
+    def _tx(self) -> Iterator[PgDb]:
         with self._lock:
             db = self._connection()
             try:
                 with db.transaction():
-                    yield db
+                    yield PgDb(db)
             except psycopg.Error as exc:
                 self._drop_if_broken(db, exc)
                 raise unavailable(self._location, exc) from exc
@@ -140,142 +151,9 @@ class PostgresStore(PostgresNotify, PostgresDispatch):
             db.close()
             self._conn = None
 
-    # --- the milter ------------------------------------------------------------------------
-
-    @staticmethod
-    def _exceeded(
-        db: Connection, sender: str, limits: RateLimits, now: float
-    ) -> RateExceeded | None:
-        windows: tuple[tuple[int | None, int, Window], ...] = (
-            (limits.per_hour, 3600, "hour"),
-            (limits.per_day, 86400, "day"),
-        )
-        for limit, seconds, window in windows:
-            if limit is None:
-                continue
-            row = db.execute(
-                "SELECT count(*) FROM jobs WHERE sender = %s AND created > %s AND state = ANY(%s)",
-                (sender, now - seconds, _RATE_COUNTED),
-            ).fetchone()
-            count = int(row[0]) if row else 0
-            if count >= limit:
-                return RateExceeded(count, window)
-        return None
-
-    def rate_exceeded(self, sender: str, limits: RateLimits, now: float) -> RateExceeded | None:
-        with self._read() as db:
-            return self._exceeded(db, sender.lower(), limits, now)
-
-    def admit(self, job: Job, limits: RateLimits, duplicate_window_s: float) -> Admission:
-        """Insert `job` ("queueing", or "previewed": no duplicate check) unless it is a resent
-        duplicate or over the rate limit."""
-        preview = job.state == JobState.PREVIEWED
-        with self._tx() as db:
-            # Always sender first, then Message-ID: one order, so no two admissions deadlock.
-            advisory_lock(db, "faxmail-sender:" + job.sender)
-            if job.message_id:
-                advisory_lock(db, "faxmail-message-id:" + job.message_id)
-            row = (
-                None
-                if preview
-                else db.execute(
-                    "SELECT id FROM jobs WHERE message_id = %s AND digest = %s AND number_e164 = %s"
-                    " AND created > %s AND state = ANY(%s) ORDER BY created LIMIT 1",
-                    (
-                        job.message_id,
-                        job.digest,
-                        job.number_e164,
-                        job.created - duplicate_window_s,
-                        _COUNTED,
-                    ),
-                ).fetchone()
-            )
-            if row is not None and job.message_id:
-                add_event(db, row[0], EventKind.DUPLICATE, {"message_id": job.message_id})
-                return Duplicate(row[0])
-            exceeded = self._exceeded(db, job.sender, limits, job.created)
-            if exceeded is not None:
-                return exceeded
-            values = asdict(job)
-            db.execute(_INSERT_JOB, [values[c] for c in JOB_COLUMNS])
-            accepted = EventKind.PREVIEWED if preview else EventKind.ACCEPTED
-            add_event(db, job.id, accepted, {"proof": job.proof, "pages": job.pages})
-        return "admitted"
-
-    def set_state(self, job_id: str, state: JobState, event: EventKind, **detail: object) -> None:
-        with self._tx() as db:
-            db.execute("UPDATE jobs SET state = %s WHERE id = %s", (state, job_id))
-            add_event(db, job_id, event, {"state": state, **detail})
-
-    def add_event(self, job_id: str, event: EventKind, **detail: object) -> None:
-        with self._tx() as db:
-            add_event(db, job_id, event, detail)
-
-    def _jobs(self, where: str, args: Sequence[object]) -> list[Job]:
-        with self._read() as db:
-            rows = db.execute(
-                f"SELECT {JOB_SELECT} FROM jobs WHERE {where} ORDER BY created DESC, seq DESC",  # noqa: S608
-                args,
-            ).fetchall()
-        return [job_from_row(row) for row in rows]
-
-    def get(self, job_id: str) -> Job | None:
-        found = self._jobs("id = %s", (job_id,))
-        return found[0] if found else None
-
-    def in_state(self, state: JobState) -> list[Job]:
-        return self._jobs("state = %s", (state,))
-
-    def events(self, job_id: str) -> list[tuple[float, EventKind, dict[str, object]]]:
-        with self._read() as db:
-            rows = db.execute(
-                "SELECT at, kind, detail FROM events WHERE job_id = %s ORDER BY at, seq", (job_id,)
-            ).fetchall()
-        return [(at, EventKind(kind), json.loads(detail)) for at, kind, detail in rows]
-
-    # --- Message-ID claims (policy unsigned_recipients) --------------------------------------
-
-    def claim_message_id(self, message_id: str, transaction: str, now: float) -> bool:
-        with self._tx() as db:
-            db.execute(
-                "INSERT INTO message_id_claims (message_id, txn, claimed) VALUES (%s, %s, %s)"
-                " ON CONFLICT (message_id) DO NOTHING",
-                (message_id, transaction, now),
-            )
-            row = db.execute(
-                "SELECT txn FROM message_id_claims WHERE message_id = %s", (message_id,)
-            ).fetchone()
-        return row is not None and row[0] == transaction
-
-    def release_message_id(self, message_id: str, transaction: str) -> None:
-        with self._tx() as db:
-            db.execute(
-                "DELETE FROM message_id_claims WHERE message_id = %s AND txn = %s",
-                (message_id, transaction),
-            )
-
-    def message_id_claimed(self, message_id: str) -> bool:
-        with self._read() as db:
-            row = db.execute(
-                "SELECT 1 FROM message_id_claims WHERE message_id = %s", (message_id,)
-            ).fetchone()
-        return row is not None
-
-    # --- the fax document, for an Asterisk on another host -----------------------------------
-
-    def put_document(self, job_id: str, tiff: bytes) -> None:
-        with self._tx() as db:
-            db.execute(
-                "INSERT INTO documents (job_id, stored, tiff) VALUES (%s, %s, %s)"
-                " ON CONFLICT (job_id)"
-                " DO UPDATE SET stored = excluded.stored, tiff = excluded.tiff",
-                (job_id, time.time(), tiff),
-            )
-
-    def document(self, job_id: str) -> bytes | None:
-        with self._read() as db:
-            row = db.execute("SELECT tiff FROM documents WHERE job_id = %s", (job_id,)).fetchone()
-        return None if row is None else bytes(row[0])
+    def _lock_key(self, db: Db, key: str) -> None:
+        """A transaction-scoped advisory lock on `key` (hash collisions only serialize more)."""
+        db.execute("SELECT pg_advisory_xact_lock(hashtextextended(?, 0))", (key,))
 
     def close(self) -> None:
         with self._lock:
