@@ -25,7 +25,7 @@ from faxmail.store.postgres_schema import Connection
 from faxmail.store.sqlite_dispatch import queue_row
 from faxmail.store.sqlite_schema import to_json
 
-_COLUMNS = "d.job_id, d.round, d.not_before, d.fallback, d.host, d.lease_until, d.claimed"
+_COLUMNS = "d.job_id, d.round, d.not_before, d.fallback, d.host, d.lease_until, d.claimed, d.line"
 _OPEN = [JobState.QUEUED, JobState.SENDING]
 _IN_FLIGHT = (
     "SELECT count(*) FROM dispatch d JOIN jobs j ON j.id = d.job_id"

@@ -51,11 +51,11 @@ def upgrade_dispatch(db: sqlite3.Connection) -> None:
         db.execute("ALTER TABLE dispatch ADD COLUMN line TEXT")
 
 
-_COLUMNS = "d.job_id, d.round, d.not_before, d.fallback, d.host, d.lease_until, d.claimed"
+_COLUMNS = "d.job_id, d.round, d.not_before, d.fallback, d.host, d.lease_until, d.claimed, d.line"
 
 
 def queue_row(values: tuple[object, ...]) -> DispatchRow:
-    job_id, round_, not_before, fallback, host, lease, claimed = values
+    job_id, round_, not_before, fallback, host, lease, claimed, line = values
     return DispatchRow(
         job_id=str(job_id),
         round=int(str(round_)),
@@ -64,6 +64,7 @@ def queue_row(values: tuple[object, ...]) -> DispatchRow:
         host=None if host is None else str(host),
         lease_until=None if lease is None else float(str(lease)),
         claimed=None if claimed is None else float(str(claimed)),
+        line=None if line is None else str(line),
     )
 
 
