@@ -6,6 +6,7 @@ Writes DIR/results.json (every sample) and DIR/results.md (the table for bench/R
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import shlex
 import sys
@@ -30,6 +31,7 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "7": ("b7_queue", "the outbound queue: N faxes over C channels vs the line's limit"),
     "8": ("b8_office", "Office files: DOCX conversion per page, non-fax mail meanwhile"),
     "9": ("b9_store", "the job store: admissions per second, PostgreSQL vs SQLite"),
+    "10": ("b10_hosts", "several hosts: N queued faxes over 2 Asterisk hosts x 2 channels"),
 }
 
 
@@ -56,8 +58,15 @@ def main(argv: list[str] | None = None) -> int:
         type=Path,
         help="output dir (default bench/results; bench/results/quick or /partial for those runs)",
     )
+    ap.add_argument(
+        "--hosts-faxes",
+        type=int,
+        help="benchmark 10: how many queued faxes to dispatch (default 100, --quick 8)",
+    )
     args = ap.parse_args(argv)
     cfg = QUICK if args.quick else DEFAULT
+    if args.hosts_faxes is not None:
+        cfg = dataclasses.replace(cfg, hosts_faxes=args.hosts_faxes)
     # a quick or partial run must not overwrite the full run the README's table comes from
     sub = "quick" if args.quick else ("partial" if args.only or args.skip else "")
     out: Path = args.out or ROOT / "bench" / "results" / sub

@@ -32,6 +32,8 @@ class Config:
     # 8. the job store: admissions per run, rounds
     store_admissions: int = 400
     store_rounds: int = 3
+    # 10. several hosts: faxes queued, then dispatched over 2 Asterisk hosts x 2 channels
+    hosts_faxes: int = 100
 
 
 DEFAULT = Config()
@@ -49,4 +51,5 @@ QUICK = Config(
     queue_rounds=1,
     store_admissions=80,
     store_rounds=1,
+    hosts_faxes=8,
 )

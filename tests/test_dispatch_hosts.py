@@ -23,9 +23,10 @@ from faxmail.asterisk.callfile import CallFile
 from faxmail.asterisk.dialer import AmiDialer, CallFileDialer, DialError, StagedCall
 from faxmail.core.asteriskhosts import AmiHost
 from faxmail.core.policy import Policy
+from faxmail.notify.args import FaxReport
 from faxmail.notify.fetch import OutsideFaxDir, fetch_target, on_fetch, remove_fetched
 from faxmail.notify.main import main as notify_main
-from faxmail.notify.sent import UnknownJob
+from faxmail.notify.sent import UnknownJob, on_answered, on_sent
 from faxmail.outbound.enqueue import Enqueuer
 from faxmail.queue.lines import lines_for
 from faxmail.store.model import JobState, RateLimits
@@ -108,6 +109,21 @@ def test_a_host_that_is_down_leaves_its_calls_to_the_other(
     w.add("e2", number="+81312345672", created=T0.timestamp() + 2)
     w.dispatcher.tick()
     assert pbx2.dialled == [("e2", 1)]  # back after down_for_s
+
+
+def test_another_hosts_call_holds_the_line_the_store_has_it_on(
+    two_hosts: tuple[World, FakeHost, FakeHost],
+) -> None:
+    """Two faxmail hosts on one store: the other host's call on line b (pbx2) is counted on
+    b, not on a (the first line for its number), so this host uses a's free channel."""
+    w, pbx1, pbx2 = two_hosts
+    w.add("o0", number="+81312345670", created=T0.timestamp() - 10)
+    w.add("o1", number="+81312345671", created=T0.timestamp() - 9)
+    lease = T0.timestamp() + 3600
+    assert w.store.claim_call("o0", 1, "host-b", lease, number="+81312345670", line="b", channels=1)
+    assert w.store.dispatch_row("o0").line == "b"  # type: ignore[union-attr]
+    w.dispatcher.tick()
+    assert pbx1.dialled == [("o1", 1)] and pbx2.dialled == []
 
 
 def test_a_call_that_may_ring_is_not_given_back(
@@ -207,6 +223,32 @@ def test_enqueue_puts_the_fax_in_the_store_for_remote_hosts(tmp_path: Path) -> N
         assert w.store.document("d0") is None  # one-host sites keep only the file
         assert w.store.claim_result("d1", JobState.SENT, "fax-sent")  # type: ignore[arg-type]
         assert w.store.document("d1") is None  # over: nothing left to fetch
+    finally:
+        w.store.close()
+
+
+def test_a_failed_fax_on_a_remote_host_is_called_again_from_the_stores_copy(
+    tmp_path: Path,
+) -> None:
+    """notify on a remote Asterisk host never sees the milter's TIFF: a fax that failed there
+    (its call cut off) is called again, since the store still has the fax to fetch."""
+    w = World(tmp_path, Policy.model_validate({"lines": HOSTS, "retry": {"max_attempts": 3}}))
+    cut_off = FaxReport("FAILED", "HANGUP", "", 0, 0, "", "", "")
+    lease = T0.timestamp() + 3600
+    try:
+        for job_id, number in (("r0", "+81312345670"), ("r1", "+81312345671")):
+            job = w.add(job_id, number=number)
+            Path(job.tiff).unlink()  # the milter's file: not on this host
+            assert w.store.claim_call(job_id, 1, "mx1", lease, number=number, line="b", channels=2)
+            on_answered(w.ctx, job_id, 1, 1)
+        w.store.put_document("r0", b"II*\0fax")
+        assert on_sent(w.ctx, "r0", 1, 1, cut_off) is None  # no result mail: not over
+        row = w.store.dispatch_row("r0")
+        assert row is not None and row.round == 2 and row.host is None  # waits for call 2
+        assert w.state("r0") == JobState.QUEUED
+        # Neither the file nor the store's copy: nothing to call again with.
+        assert on_sent(w.ctx, "r1", 1, 1, cut_off) is not None
+        assert w.state("r1") == JobState.FAILED
     finally:
         w.store.close()
 

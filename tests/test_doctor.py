@@ -17,9 +17,12 @@ import pytest
 
 from faxmail.admin import doctorasterisk, doctorpostfix
 from faxmail.admin.doctorchecks import Install, check_state
+from faxmail.admin.doctorstore import check_store
 from faxmail.admin.main import main
 from faxmail.core.settings import Settings
+from infra.postgres import PostgresServer
 from infra.protocols import MakePostfix, StartMilter
+from infra.storekinds import migrated_database
 
 DEBIAN_F = """\
 smtp/inet/service = smtp
@@ -127,9 +130,48 @@ def test_help_teaches_every_check(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         main(["doctor", "--help"])
     out = capsys.readouterr().out
-    for name in ("settings", "policy", "socket", "spool", "state", "tools", "dns", "notify"):
+    for name in ("settings", "policy", "socket", "spool", "state", "store", "tools", "dns"):
         assert f"\n  {name}" in out
     assert "Exit status 0 only when every check passed" in out
+
+
+def _postgres_install(tmp_path: Path, url: str) -> Install:
+    settings = Settings(state_dir=tmp_path, asterisk={"user": None}, store={"url": url})
+    return Install(tmp_path / "s.yaml", settings=settings)
+
+
+def test_a_postgres_store_is_checked_reachable_and_current(
+    tmp_path: Path, pg_server: PostgresServer
+) -> None:
+    (finding,) = check_store(_postgres_install(tmp_path, migrated_database(pg_server)))
+    assert finding.ok, finding.line()
+    assert "answers the daemon's user; its schema is the current version" in finding.line()
+    (state,) = check_state(_postgres_install(tmp_path, migrated_database(pg_server)))
+    assert state.ok and "the job store is PostgreSQL (see store)" in state.line()
+
+
+def test_a_postgres_store_without_the_schema_names_the_migrate_command(
+    tmp_path: Path, pg_server: PostgresServer
+) -> None:
+    (finding,) = check_store(_postgres_install(tmp_path, pg_server.create_database()))
+    assert not finding.ok
+    assert "has no faxmail schema" in finding.line() and "faxmail store migrate" in finding.line()
+
+
+def test_an_unreachable_postgres_store_is_named_with_what_to_check(tmp_path: Path) -> None:
+    from infra.net import free_port
+
+    url = f"postgresql://faxmail@127.0.0.1:{free_port()}/faxmail"
+    (finding,) = check_store(_postgres_install(tmp_path, url))
+    assert not finding.ok
+    assert finding.line().startswith("FAIL store: the PostgreSQL job store, opened as")
+    assert "cannot be reached" in finding.line() and "pg_hba.conf" in finding.line()
+
+
+def test_a_sqlite_store_is_left_to_the_state_check(tmp_path: Path) -> None:
+    install = Install(tmp_path / "s.yaml", settings=Settings(state_dir=tmp_path))
+    (finding,) = check_store(install)
+    assert finding.ok and "SQLite" in finding.line()
 
 
 def test_world_readable_job_store_is_named(tmp_path: Path) -> None:

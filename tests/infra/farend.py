@@ -21,7 +21,7 @@ shipped h extension's faxmail-notify run is the receiving gateway's business, no
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
@@ -185,6 +185,22 @@ def read_far_end(log: str) -> FarEnd:
         for name, calls in arrivals.items()
     }
     return FarEnd(lines, tuple(fail_first))
+
+
+def most_calls_per_number(lines: Iterable[LineRecord]) -> dict[str, int]:
+    """The most answered calls each number had at once, over all these lines (e.g. the far
+    ends of several Asterisk hosts, one clock): a call holds its number from its answer to
+    its hang-up; an unfinished call holds it to the end of the record."""
+    spans: dict[str, list[tuple[float, float]]] = {}
+    for line in lines:
+        for call in line.answered:
+            end = line.on_hook.get(call.channel, float("inf"))
+            spans.setdefault(call.number, []).append((call.at, end))
+    most: dict[str, int] = {}
+    for number, calls in spans.items():
+        # At each answer, count the calls to this number that had begun and not yet ended.
+        most[number] = max(sum(1 for s, e in calls if s <= at < e) for at, _ in calls)
+    return most
 
 
 class _Logged(Protocol):

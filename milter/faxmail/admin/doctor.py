@@ -19,6 +19,7 @@ from faxmail.admin.doctorchecks import (
     check_tools,
 )
 from faxmail.admin.doctorpostfix import check_socket
+from faxmail.admin.doctorstore import check_store
 
 Check = Callable[[Install], Iterator[Finding]]
 
@@ -29,6 +30,7 @@ CHECKS: dict[str, Check] = {
     "socket": check_socket,
     "spool": check_spool,
     "state": check_state,
+    "store": check_store,
     "tools": check_tools,
     "dns": check_dns,
     "notify": check_notify,
@@ -47,6 +49,8 @@ Check this installation end to end and say what to fix, one line per finding:
   spool     outgoing/, faxmail-staging/, fax/ and the inbox exist and the daemon's user
             (asterisk.user) can write them; staging is on outgoing's filesystem
   state     the state directory and the job store belong to that user and are private
+  store     with store.url: PostgreSQL answers that user (its password file too) and
+            the schema is this version's (else: run faxmail store migrate)
   tools     gs, qpdf, tiffinfo, tiffcp and the IPA fonts are installed
   dns       the resolver in the settings answers DKIM key lookups
   notify    result mails have a valid From: and a way out (sendmail or the SMTP relay)

@@ -219,6 +219,9 @@ def check_state(install: Install) -> Iterator[Finding]:
             f"{state} is {complaint} for {owner}: install -d -o {owner} -g {owner} -m 0750 {state}",
         )
         return
+    if install.settings.store.url:
+        yield Finding("state", True, f"{state} is ready; the job store is PostgreSQL (see store)")
+        return
     store = state / "faxmail.sqlite"
     for path, mode in ((state, "0750"), (store, "0640")):
         if path.exists() and stat.S_IMODE(path.stat().st_mode) & 0o007:

@@ -143,6 +143,12 @@ def on_sent(
     return _next(ctx, job, number, result, before, error=report.error, text=report.status_string)
 
 
+def _fax_kept(ctx: Context, job: Job) -> bool:
+    """Whether the next call has its TIFF: the milter's file on its host, or the store's copy
+    that a remote Asterisk fetches (notify there never sees the milter's files)."""
+    return Path(job.tiff).is_file() or ctx.store.document(job.id) is not None
+
+
 def _next(
     ctx: Context,
     job: Job,
@@ -153,7 +159,7 @@ def _next(
 ) -> str | None:
     """Call again, or give up; the result entry's name when the job is over."""
     decision: Retry | GiveUp = decide(outcome, before, ctx.policy, datetime.now(UTC))
-    if isinstance(decision, Retry) and not Path(job.tiff).is_file():
+    if isinstance(decision, Retry) and not _fax_kept(ctx, job):
         log.warning("job %s: its fax file is gone; no further call", job.id)
         decision = GiveUp(GiveUpReason.NOT_RETRYABLE)
     if isinstance(decision, Retry):

@@ -105,8 +105,10 @@ class Dispatcher:
             if row.host is None:
                 waiting.append(waiting_job(row, job, policy))
             else:
-                # The line it was placed on; after a restart, the first of its number's.
-                line = self.placed_on.get(job.id) or line_for(job.number_e164, policy)
+                # The line the store has it on: another host's call holds a channel there,
+                # not on the first line for its number (two lines for the same numbers on
+                # two Asterisk hosts would otherwise leave a free channel unused).
+                line = row.line or self.placed_on.get(job.id) or line_for(job.number_e164, policy)
                 started = _moment(row.claimed or row.not_before)
                 in_flight.append(CallInFlight(job.id, job.number_e164, line, started))
         for gone in set(self.placed_on) - {call.job_id for call in in_flight}:

@@ -130,6 +130,7 @@ class DispatchRow:
     host: str | None  # None: waiting; else the dispatcher that placed the call
     lease_until: float | None
     claimed: float | None
+    line: str | None = None  # the line the placed call holds (whichever host placed it)
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ from faxmail.store.model import DispatchRow, EventKind, JobState
 from faxmail.store.sqlcommon import Db, SqlBase, add_event, count, has_result, settle
 from faxmail.store.sqlite_schema import to_json
 
-_COLUMNS = "d.job_id, d.round, d.not_before, d.fallback, d.host, d.lease_until, d.claimed"
+_COLUMNS = "d.job_id, d.round, d.not_before, d.fallback, d.host, d.lease_until, d.claimed, d.line"
 _OPEN = (JobState.QUEUED, JobState.SENDING)
 # The calls placed and not over: what a line's channels and a number's one call count.
 _IN_FLIGHT = (
@@ -46,7 +46,7 @@ _PUT_ROW = (
 
 
 def queue_row(values: tuple[object, ...]) -> DispatchRow:
-    job_id, round_, not_before, fallback, host, lease, claimed = values
+    job_id, round_, not_before, fallback, host, lease, claimed, line = values
     return DispatchRow(
         job_id=str(job_id),
         round=int(str(round_)),
@@ -55,6 +55,7 @@ def queue_row(values: tuple[object, ...]) -> DispatchRow:
         host=None if host is None else str(host),
         lease_until=None if lease is None else float(str(lease)),
         claimed=None if claimed is None else float(str(claimed)),
+        line=None if line is None else str(line),
     )
 
 
