@@ -33,8 +33,9 @@ from faxmail.store.postgres import PostgresStore
 from infra.amigateway import HOSTS, TwoHostGateway, build_two_host_gateway
 from infra.farend import TRUNK, TRUNK_CHANNELS, FarEndWatch, LineRecord, trunk_number
 from infra.faxbatch import mail_through, wait_for_results
-from infra.gateway import REMOTE_CHANNEL, asterisk_host_user
+from infra.gateway import asterisk_host_user
 from infra.postgres import start_postgres
+from infra.queuepolicies import host_lines, queue_policy
 from infra.storekinds import migrated_database
 
 from .common import Row, Section, ratio_row
@@ -48,28 +49,7 @@ SENDER = "bench10@example.jp"
 BATCH = 8  # fax mails at once while queueing (4 per MX): within the milters' render queues
 _DIALLING = re.compile(r"dialling job=\S+ call=\d+ line=\S+")
 
-POLICY = f"""\
-fax_address: {{domains: [example.jp]}}
-senders:
-  - address: "@example.jp"
-language: en
-limits: {{per_hour: null, per_day: null}}
-notify:
-  from_address: "FAX Gateway <fax-gw@example.jp>"
-  keep_sent_tiff_days: 0
-fax:
-  channel: "{REMOTE_CHANNEL}"
-  retry_time: 10
-  wait_time: 20
-lines:
-  - {{name: line1, channel: "{REMOTE_CHANNEL}", channels: {CHANNELS}, host: pbx1}}
-  - {{name: line2, channel: "{REMOTE_CHANNEL}", channels: {CHANNELS}, host: pbx2}}
-retry:
-  max_attempts: 3
-  busy_retry_s: 5
-inbound:
-  default: [fax-inbox@example.jp]
-"""
+POLICY = queue_policy(host_lines(CHANNELS))
 
 
 def _holding(policy: str, now: datetime) -> str:

@@ -25,40 +25,19 @@ import statistics
 
 from infra.farend import TRUNK, FarEndWatch, dialled, one_line_number, trunk_number
 from infra.faxbatch import mail_at_once, wait_for_results
-from infra.gateway import REMOTE_CHANNEL, Gateway, asterisk_host_user, build_gateway
+from infra.gateway import Gateway, asterisk_host_user, build_gateway
+from infra.queuepolicies import line, queue_policy
 
 from .common import Row, Section, interleaved, ratio_row
 from .config import Config
 from .lab import Lab
 
 #: One gateway for both variants: numbers 03-5555-000X go out on "office", the rest on "trunk".
-POLICY = f"""\
-fax_address: {{domains: [example.jp]}}
-senders:
-  - address: "@example.jp"
-language: en
-limits: {{per_hour: null, per_day: null}}
-notify:
-  from_address: "FAX Gateway <fax-gw@example.jp>"
-  keep_sent_tiff_days: 0
-fax:
-  channel: "{REMOTE_CHANNEL}"
-  max_retries: 2
-  retry_time: 10
-  wait_time: 20
-lines:
-  - name: office
-    channel: "{REMOTE_CHANNEL}"
-    channels: 1
-    prefixes: ["+8135555000"]
-  - name: trunk
-    channel: "{REMOTE_CHANNEL}"
-    channels: 2
-retry:
-  busy_retry_s: 5
-inbound:
-  default: [fax-inbox@example.jp]
-"""
+POLICY = queue_policy(
+    line("office", 1, prefixes='["+8135555000"]') + line("trunk", 2),
+    max_retries=2,
+    retry="  busy_retry_s: 5\n",
+)
 
 ONE_LINE = one_line_number(9)
 #: Seconds a single-page call may take on a loaded machine (about 15 s when idle).

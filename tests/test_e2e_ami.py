@@ -30,8 +30,9 @@ from infra.dkimkeys import Signer
 from infra.farend import TRUNK, FarEndWatch, dialled, trunk_number
 from infra.faxbatch import SENDER, mail_at_once, wait_for_results
 from infra.faxstate import job_rows
-from infra.gateway import REMOTE_CHANNEL, GatewayError, asterisk_host_user
+from infra.gateway import GatewayError, asterisk_host_user
 from infra.protocols import MakePostfix, StartMilter
+from infra.queuepolicies import host_lines, queue_policy
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asterisk, pytest.mark.postfix]
 
@@ -40,28 +41,7 @@ ALWAYS_BUSY = "03-9876-5432"
 #: Seconds a single-page call may take, notify included, on a busy machine (about 15 s idle).
 CALL_BUDGET = 45
 
-POLICY = f"""\
-fax_address: {{domains: [example.jp]}}
-senders:
-  - address: "@example.jp"
-language: en
-limits: {{per_hour: null, per_day: null}}
-notify:
-  from_address: "FAX Gateway <fax-gw@example.jp>"
-  keep_sent_tiff_days: 0
-fax:
-  channel: "{REMOTE_CHANNEL}"
-  retry_time: 10
-  wait_time: 20
-lines:
-  - {{name: line1, channel: "{REMOTE_CHANNEL}", channels: 1, host: pbx1}}
-  - {{name: line2, channel: "{REMOTE_CHANNEL}", channels: 1, host: pbx2}}
-retry:
-  max_attempts: 3
-  busy_retry_s: 5
-inbound:
-  default: [fax-inbox@example.jp]
-"""
+POLICY = queue_policy(host_lines(1))
 
 
 @pytest.fixture

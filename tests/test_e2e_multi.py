@@ -46,9 +46,10 @@ from infra.farend import (
     trunk_number,
 )
 from infra.faxbatch import SENDER, mail_through, wait_for_results
-from infra.gateway import REMOTE_CHANNEL, GatewayError, asterisk_host_user
+from infra.gateway import GatewayError, asterisk_host_user
 from infra.postgres import PostgresServer
 from infra.protocols import MakePostfix, StartMilter
+from infra.queuepolicies import host_lines, queue_policy
 from infra.storekinds import migrated_database
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asterisk, pytest.mark.postfix]
@@ -57,28 +58,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.asterisk, pytest.mark.postfix]
 CALL_BUDGET = 45
 CHANNELS = TRUNK_CHANNELS  # each host's line: as many channels as its far end's trunk
 
-POLICY = f"""\
-fax_address: {{domains: [example.jp]}}
-senders:
-  - address: "@example.jp"
-language: en
-limits: {{per_hour: null, per_day: null}}
-notify:
-  from_address: "FAX Gateway <fax-gw@example.jp>"
-  keep_sent_tiff_days: 0
-fax:
-  channel: "{REMOTE_CHANNEL}"
-  retry_time: 10
-  wait_time: 20
-lines:
-  - {{name: line1, channel: "{REMOTE_CHANNEL}", channels: {CHANNELS}, host: pbx1}}
-  - {{name: line2, channel: "{REMOTE_CHANNEL}", channels: {CHANNELS}, host: pbx2}}
-retry:
-  max_attempts: 3
-  busy_retry_s: 5
-inbound:
-  default: [fax-inbox@example.jp]
-"""
+POLICY = queue_policy(host_lines(CHANNELS))
 _DIALLING = re.compile(r"dialling job=(\S+) call=(\d+) line=(\S+)")
 
 

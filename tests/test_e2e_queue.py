@@ -46,8 +46,9 @@ from infra.farend import (
 )
 from infra.faxbatch import SENDER, ResultMail, mail_at_once, wait_for_results
 from infra.faxstate import job_rows
-from infra.gateway import REMOTE_CHANNEL, Gateway, GatewayError, asterisk_host_user, build_gateway
+from infra.gateway import Gateway, GatewayError, asterisk_host_user, build_gateway
 from infra.protocols import MakePostfix, StartMilter
+from infra.queuepolicies import line, queue_policy
 
 pytestmark = [
     pytest.mark.e2e,
@@ -58,38 +59,13 @@ pytestmark = [
 #: Seconds a single-page call may take, notify included, on a busy machine (about 15 s idle).
 CALL_BUDGET = 45
 
-#: The staff of example.jp may fax; result mails in English (the history is matched).
-POLICY = """\
-fax_address: {{domains: [example.jp]}}
-senders:
-  - address: "@example.jp"
-language: en
-limits: {{per_hour: null, per_day: null}}
-notify:
-  from_address: "FAX Gateway <fax-gw@example.jp>"
-  keep_sent_tiff_days: 0
-fax:
-  channel: "{channel}"
-  max_retries: 2
-  retry_time: 10
-  wait_time: 20
-lines:
-  - name: {line}
-    channel: "{channel}"
-    channels: {channels}
-retry:
-  max_attempts: 3
-  busy_retry_s: 5
-{fallbacks}inbound:
-  default: [fax-inbox@example.jp]
-"""
 
 #: What the call after the failed one changes (retry.fallbacks in the policy).
 FALLBACK = Fallback(ecm=False, max_rate=9600)
 
 
-def policy(line: str, channels: int, fallbacks: str = "") -> str:
-    return POLICY.format(channel=REMOTE_CHANNEL, line=line, channels=channels, fallbacks=fallbacks)
+def policy(name: str, channels: int, fallbacks: str = "") -> str:
+    return queue_policy(line(name, channels), max_retries=2, fallbacks=fallbacks)
 
 
 @pytest.fixture(scope="session")
