@@ -27,7 +27,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from faxmail.asterisk.callfile import CallFile, fallback_vars
-from faxmail.core.durable import fsync_dir
+from faxmail.core.durable import fsync_dir, write_synced
 from faxmail.core.policy import Fax
 from faxmail.core.queuepolicy import Fallback
 from faxmail.core.settings import Asterisk
@@ -230,10 +230,7 @@ def spool_callfile(
     descriptor = os.open(staged, flags, 0o600)
     try:
         try:
-            view = memoryview(content)
-            while view:
-                view = view[os.write(descriptor, view) :]
-            os.fsync(descriptor)
+            write_synced(descriptor, content)
             if owner is not None:
                 os.fchown(descriptor, *owner)
             # After chown (which may clear mode bits); Asterisk appends StartRetry: lines as owner.

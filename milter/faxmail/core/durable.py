@@ -12,3 +12,11 @@ def fsync_dir(directory: Path) -> None:
         os.fsync(descriptor)
     finally:
         os.close(descriptor)
+
+
+def write_synced(descriptor: int, data: bytes) -> None:
+    """All of `data` to an open file, then fsync: on disk before the rename that publishes it."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(descriptor, view) :]
+    os.fsync(descriptor)

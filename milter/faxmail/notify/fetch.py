@@ -14,6 +14,7 @@ import os
 from pathlib import Path
 
 from faxmail.asterisk.spool import Spool
+from faxmail.core.durable import write_synced
 from faxmail.notify.environment import Context
 from faxmail.notify.sent import UnknownJob
 
@@ -44,10 +45,7 @@ def on_fetch(ctx: Context, job_id: str, given: Path) -> Path:
     descriptor = os.open(partial, flags, 0o640)
     try:
         try:
-            view = memoryview(tiff)
-            while view:
-                view = view[os.write(descriptor, view) :]
-            os.fsync(descriptor)
+            write_synced(descriptor, tiff)
         finally:
             os.close(descriptor)
         os.replace(partial, target)
