@@ -24,11 +24,17 @@ def expected(body: bytes, relaxed: bool, length: int | None) -> tuple[bytes, int
     return hashlib.sha256(hashed).digest(), len(canonical)
 
 
-@pytest.mark.parametrize("piece", [1, 2, 3, 7, dkimbody.LINE_PIECE], ids=lambda n: f"piece{n}")
-def test_random_bodies_hash_as_dkimpy_does(piece: int, monkeypatch: pytest.MonkeyPatch) -> None:
-    # Tiny pieces cut lines (and CRLFs) anywhere: the carry-over logic must not matter.
+SIZES = [(1, 1), (2, 3), (3, 2), (7, 5), (5, 64 * 1024), (dkimbody.BLOCK, dkimbody.LINE_PIECE)]
+
+
+@pytest.mark.parametrize(("block", "piece"), SIZES, ids=lambda n: str(n))
+def test_random_bodies_hash_as_dkimpy_does(
+    block: int, piece: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Tiny blocks and pieces cut lines (and CRLFs) anywhere: the carry-over must not matter.
+    monkeypatch.setattr(dkimbody, "BLOCK", block)
     monkeypatch.setattr(dkimbody, "LINE_PIECE", piece)
-    rng = random.Random(piece)
+    rng = random.Random(block * 100 + piece)
     for _ in range(1500):
         body = b"".join(rng.choice(ALPHABET) for _ in range(rng.randint(0, 16)))
         for relaxed in (False, True):
@@ -37,6 +43,19 @@ def test_random_bodies_hash_as_dkimpy_does(piece: int, monkeypatch: pytest.Monke
                     io.BytesIO(b"Head\r\n\r\n" + body), 8, BodySpec(relaxed, b"rsa-sha256", length)
                 )
                 assert (got.digest, got.canonical_length) == expected(body, relaxed, length), body
+
+
+def test_long_bodies_across_blocks_hash_as_dkimpy_does(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Lines, runs of empty lines and white space that straddle the blocks' and pieces' edges.
+    monkeypatch.setattr(dkimbody, "BLOCK", 997)
+    monkeypatch.setattr(dkimbody, "LINE_PIECE", 331)
+    rng = random.Random(7)
+    words = [b"base64+/=", b" ", b"\t ", b"\r\n", b"\n", b"\r", b"\r\n" * 40, b"x" * 700]
+    for _ in range(60):
+        body = b"".join(rng.choice(words) for _ in range(rng.randint(0, 400)))
+        for relaxed in (False, True):
+            got = body_hash(io.BytesIO(body), 0, BodySpec(relaxed, b"rsa-sha256", None))
+            assert (got.digest, got.canonical_length) == expected(body, relaxed, None)
 
 
 @pytest.mark.parametrize(
