@@ -28,8 +28,9 @@ from faxmail.core.replies import (
     NOTHING_TO_FAX,
     Refusal,
 )
-from faxmail.outbound.extract import extract_documents, parse_message, sniff
+from faxmail.outbound.extract import extract_documents, sniff
 from faxmail.outbound.facts import message_facts
+from faxmail.outbound.mimeparse import parse_message
 
 PDF = b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n"
 PDF2 = b"%PDF-1.7\n% second document\n%%EOF\n"

@@ -44,8 +44,9 @@ from faxmail.core.headertext import HEADER_TEXT_LIMIT, decode_header_text, from_
 from faxmail.core.policy import Fax
 from faxmail.core.replies import DOCUMENT_DAMAGED, NOTHING_TO_FAX, Refusal
 from faxmail.outbound import partbody as decode_module
-from faxmail.outbound.extract import LABEL_NAME_LIMIT, extract_documents, parse_message, sniff
+from faxmail.outbound.extract import LABEL_NAME_LIMIT, extract_documents, sniff
 from faxmail.outbound.facts import message_facts
+from faxmail.outbound.mimeparse import parse_message
 from faxmail.outbound.recipient import parse_number
 from faxmail.render.officefile import TEXT_CHARSETS, recognise
 from faxmail.store.model import Job

@@ -30,7 +30,8 @@ from faxmail.core.replies import (
     Refusal,
     Reply,
 )
-from faxmail.outbound.extract import extract_documents, parse_message
+from faxmail.outbound.extract import extract_documents
+from faxmail.outbound.mimeparse import parse_message
 from faxmail.render import office
 from faxmail.render.office import OfficeConverter, sandbox_command
 from faxmail.render.officefile import recognise

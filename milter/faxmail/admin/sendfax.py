@@ -24,8 +24,8 @@ from faxmail.core.session import Session
 from faxmail.core.settings import load_settings
 from faxmail.daemon.runtime import Runtime, build_runtime
 from faxmail.outbound.dispatch import Dispatcher
-from faxmail.outbound.extract import parse_message
 from faxmail.outbound.facts import message_facts
+from faxmail.outbound.mimeparse import parse_message
 from faxmail.outbound.wake import wake
 
 log = logging.getLogger("faxmail.sendfax")

@@ -39,8 +39,9 @@ from faxmail.outbound.authorize import check_destination, check_rate, max_pages,
 from faxmail.outbound.content import documents_required, front_matter
 from faxmail.outbound.dnslookup import TxtLookup
 from faxmail.outbound.enqueue import Enqueuer, new_job_id
-from faxmail.outbound.extract import extract_documents, parse_message_file
+from faxmail.outbound.extract import extract_documents
 from faxmail.outbound.facts import MessageFacts, message_facts
+from faxmail.outbound.mimeparse import parse_message_file
 from faxmail.outbound.preview import (
     PreviewMailer,
     PreviewRequest,

@@ -27,12 +27,11 @@ import email
 import email.message
 import email.parser
 import email.policy
-import io
 import re
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Literal
+from typing import Literal
 
 from faxmail.core.documents import Document, DocumentKind
 from faxmail.core.headertext import decode_header_text, from_8bit
@@ -43,6 +42,7 @@ from faxmail.core.replies import (
     NOTHING_TO_FAX,
     Refusal,
 )
+from faxmail.outbound.mimeparse import MAX_DEPTH
 from faxmail.outbound.partbody import write_part_body
 from faxmail.render.officefile import (
     NOT_OFFICE,
@@ -55,35 +55,7 @@ from faxmail.render.officefile import (
 Kind = Literal["pdf", "tiff", "png", "jpeg"]
 
 MAX_PARTS = 200
-MAX_DEPTH = 20
 LABEL_NAME_LIMIT = 80
-
-# =============================================================================================
-# Parsing
-# =============================================================================================
-
-
-def parse_message(raw: bytes) -> email.message.Message:
-    """Parse a whole mail the tolerant way (compat32: fast, records defects, keeps 8-bit bytes)."""
-    return parse_message_file(io.BytesIO(raw))
-
-
-def parse_message_file(mail: IO[bytes]) -> email.message.Message:
-    """Parse the mail in a seekable binary file, fed to the parser in pieces (never read whole).
-
-    The stdlib parser recurses once per nesting level and hits the recursion limit around
-    300-1000 levels; such a mail is refused as too deeply nested instead of crashing the step.
-    """
-    mail.seek(0)
-    # As BytesParser does, but newline="": line ends stay as sent, as in message_from_bytes.
-    text = io.TextIOWrapper(mail, encoding="ascii", errors="surrogateescape", newline="")
-    try:
-        return email.parser.Parser(policy=email.policy.compat32).parse(text)
-    except RecursionError:
-        raise Refusal(MIME_TOO_DEEP.format(limit=MAX_DEPTH)) from None
-    finally:
-        text.detach()  # leaves `mail` open: it belongs to the caller
-
 
 # =============================================================================================
 # Documents
