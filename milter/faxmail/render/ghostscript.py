@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import select
 import selectors
 import signal
 import subprocess
@@ -27,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from faxmail.core.documents import Document
-from faxmail.core.processes import kill_group, limited_command, short_reason
+from faxmail.core.processes import exits_by, kill_group, limited_command, short_reason
 from faxmail.core.replies import DOCUMENT_DAMAGED, LOCAL_ERROR, RENDER_TOO_SLOW, Refusal
 from faxmail.render.binarise import INK_SHARE
 from faxmail.render.gsoutput import (
@@ -151,7 +150,7 @@ def finish(
     timeout = options.timeout_base_s + options.timeout_per_page_s * pages
     processes = running.processes
     try:
-        outcome = _watch(running.proc, running.marker, running.started + timeout, processes.lock)
+        outcome = _watch(running.proc, running.marker, running.started + timeout)
     finally:
         abandon(running)
     if processes.stopped:
@@ -247,13 +246,9 @@ class _Outcome:
     tolerated: dict[int, str] = field(default_factory=dict)
 
 
-def _watch(
-    proc: subprocess.Popen[bytes], marker: str, deadline: float, lock: threading.Lock
-) -> _Outcome:
-    """Read gs's output until it ends, the deadline passes or a line shows trouble.
-
-    gs is reaped only under `lock` (see Processes).
-    """
+def _watch(proc: subprocess.Popen[bytes], marker: str, deadline: float) -> _Outcome:
+    """Read gs's output until it ends, the deadline passes or a line shows trouble; then
+    wait for gs to exit, without reaping it (that is done under Processes.lock)."""
     assert proc.stdout is not None
     outcome = _Outcome()
     fd = proc.stdout.fileno()
@@ -303,27 +298,8 @@ def _watch(
     elif prefix_seen:
         outcome.problem = "Ghostscript reported an error"
     # Output closed: gs is writing its last page and exiting.
-    outcome.timed_out = not _exits_by(proc, deadline, lock)
+    outcome.timed_out = not exits_by(proc, deadline)
     return outcome
-
-
-def _exits_by(proc: subprocess.Popen[bytes], deadline: float, lock: threading.Lock) -> bool:
-    """Wait for gs to exit, without reaping it (that is done under `lock`, see Processes):
-    a pidfd becomes readable the moment it exits, where polling would add up to a tick."""
-    try:
-        pidfd = os.pidfd_open(proc.pid)
-    except OSError:  # a kernel without pidfds (before Linux 5.3): poll
-        while time.monotonic() < deadline:
-            with lock:
-                if proc.poll() is not None:
-                    return True
-            time.sleep(0.005)
-        return False
-    try:
-        ready, _, _ = select.select([pidfd], [], [], max(0.0, deadline - time.monotonic()))
-        return bool(ready)
-    finally:
-        os.close(pidfd)
 
 
 def _judge(
