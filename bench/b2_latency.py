@@ -14,7 +14,6 @@ per page, as wall time and as CPU time (ours + gs's: under load, CPU time is the
 from __future__ import annotations
 
 import os
-import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -26,7 +25,7 @@ from faxmail.render.options import RenderOptions
 from faxmail.render.renderer import Renderer
 from infra.faxstate import job_rows
 
-from .common import BARE_GS, Row, Section, interleaved, ratio_row
+from .common import BARE_GS, Row, Section, interleaved, ratio_row, timed_run
 from .config import Config
 from .documents import scanned_pdf, text_pdf
 from .lab import BENCH_DOMAIN, Lab
@@ -35,9 +34,7 @@ from .report import cell, fmt, goal
 
 
 def bare_gs(pdf: Path, out: Path) -> float:
-    t0 = time.perf_counter()
-    subprocess.run([*BARE_GS, f"-sOutputFile={out}", str(pdf)], check=True, timeout=300)
-    return time.perf_counter() - t0
+    return timed_run([*BARE_GS, f"-sOutputFile={out}", str(pdf)], timeout=300)
 
 
 def run(cfg: Config) -> Section:

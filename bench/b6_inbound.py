@@ -26,7 +26,7 @@ from PIL import Image, ImageChops
 
 from faxmail.notify.convert import fax_to_pdf
 
-from .common import BARE_GS, Row, Section, interleaved, ratio_row
+from .common import BARE_GS, Row, Section, interleaved, ratio_row, timed_run
 from .config import Config
 from .documents import scan, text_pdf
 from .lab import Lab
@@ -157,9 +157,7 @@ def run(cfg: Config) -> Section:
                 elif variant == "img2pdf":
                     out.write_bytes(img2pdf.convert(str(tiff)))
                 elif variant == "img2pdf-cli":
-                    subprocess.run(
-                        [str(img2pdf_cli), "-o", str(out), str(tiff)], check=True, timeout=300
-                    )
+                    timed_run([str(img2pdf_cli), "-o", str(out), str(tiff)], timeout=300)
                 else:
                     subprocess.run(
                         [CONVERT, str(tiff), str(out)],

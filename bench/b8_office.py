@@ -25,7 +25,7 @@ from infra import officefiles as of
 from infra.mail import Attachment, build_message
 
 from .b1_throughput import _smtp_source
-from .common import Row, Section, interleaved, ratio_row
+from .common import Row, Section, interleaved, ratio_row, timed_run
 from .config import Config
 from .lab import Lab
 from .mails import AUTHOR, FAX, Timed, plain_mail, send_timed
@@ -44,14 +44,12 @@ def bare_soffice(source: Path) -> float:
     """Seconds for the plain command (fresh profile, no sandbox, no limits)."""
     work = Path(tempfile.mkdtemp(prefix="bench-soffice-"))
     try:
-        t0 = time.perf_counter()
-        subprocess.run(
+        return timed_run(
             ["soffice", "--headless", "--norestore", f"-env:UserInstallation={work.as_uri()}/p",
              "--convert-to", "pdf", "--outdir", str(work), str(source)],
-            capture_output=True, timeout=300, check=True,
+            timeout=300, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             env={"PATH": "/usr/bin:/bin", "HOME": str(work)},
         )  # fmt: skip
-        return time.perf_counter() - t0
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
