@@ -10,12 +10,12 @@ import contextlib
 import shutil
 import sys
 import tempfile
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from infra.asterisk import AsteriskInstance
+from infra.asterisk import StartAsterisk, asterisk_starter
 from infra.dkimkeys import Signer, default_signers, dns_records
 from infra.dns import DnsServer
 from infra.gateway import asterisk_chroot
@@ -142,34 +142,11 @@ class Lab:
 
     # ------------------------------------------------------------------ Asterisk
 
-    def asterisk(
-        self,
-        config_dir: Path | None = None,
-        *,
-        files: Mapping[str, str] | None = None,
-        spool_dir: Path | None = None,
-        binds: Iterable[Path] = (),
-        ro_binds: Iterable[Path] = (),
-        env: Mapping[str, str] | None = None,
-        extra_modules: Iterable[str] = (),
-        **template_values: object,
-    ) -> AsteriskInstance:
-        """An Asterisk 22 in its own overlay of the test chroot, as tests/conftest.py's
-        ``start_asterisk`` starts one (the chroot is built on first use)."""
-        ast = AsteriskInstance(
-            asterisk_chroot(),
-            config_dir,
-            files=files,
-            template_values=template_values,
-            spool_dir=spool_dir,
-            binds=binds,
-            ro_binds=ro_binds,
-            env=env,
-            extra_modules=extra_modules,
-        )
-        self._stack.callback(ast.stop)
-        ast.start()
-        return ast
+    @property
+    def asterisk(self) -> StartAsterisk:
+        """Starts an Asterisk 22 in its own overlay of the test chroot, as tests/conftest.py's
+        ``start_asterisk`` does (the chroot is built on first use); stopped with the lab."""
+        return asterisk_starter(asterisk_chroot, lambda ast: self._stack.callback(ast.stop))
 
     # ------------------------------------------------------------------ Postfix
 

@@ -167,7 +167,12 @@ def start_milter(request: pytest.FixtureRequest, dns: DnsServer) -> Iterator[Sta
 
 # ---------------------------------------------------------------- Asterisk (Debian sid chroot)
 
-from infra.asterisk import AsteriskError, AsteriskInstance, StartAsterisk  # noqa: E402
+from infra.asterisk import (  # noqa: E402
+    AsteriskError,
+    AsteriskInstance,
+    StartAsterisk,
+    asterisk_starter,
+)
 
 
 @pytest.fixture(scope="session")
@@ -200,18 +205,11 @@ def start_asterisk(request: pytest.FixtureRequest, asterisk_root: Path) -> Itera
     """
     instances: list[AsteriskInstance] = []
 
-    def start(config_dir: Path | None = None, **kwargs: Any) -> AsteriskInstance:
-        options = {
-            k: kwargs.pop(k)
-            for k in ("files", "spool_dir", "binds", "ro_binds", "env", "extra_modules")
-            if k in kwargs
-        }
-        ast = AsteriskInstance(asterisk_root, config_dir, template_values=kwargs, **options)
+    def created(ast: AsteriskInstance) -> None:
         instances.append(ast)
         attach_log(request, f"asterisk full log ({ast.base})", ast.log)
-        ast.start()
-        return ast
 
+    start = asterisk_starter(lambda: asterisk_root, created)
     yield start
     errors = []
     for ast in reversed(instances):

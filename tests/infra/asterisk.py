@@ -54,7 +54,7 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -139,6 +139,42 @@ class StartAsterisk(Protocol):
         extra_modules: Iterable[str] = (),
         **template_values: object,
     ) -> AsteriskInstance: ...
+
+
+def asterisk_starter(
+    root: Callable[[], Path], on_created: Callable[[AsteriskInstance], object]
+) -> StartAsterisk:
+    """A :class:`StartAsterisk` over the chroot that ``root()`` gives (asked at each start, so
+    a chroot built on first use is built only when an Asterisk is wanted). Each instance is
+    handed to ``on_created`` before it starts: to stop it later, to attach its log."""
+
+    def start(
+        config_dir: Path | None = None,
+        *,
+        files: Mapping[str, str] | None = None,
+        spool_dir: Path | None = None,
+        binds: Iterable[Path] = (),
+        ro_binds: Iterable[Path] = (),
+        env: Mapping[str, str] | None = None,
+        extra_modules: Iterable[str] = (),
+        **template_values: object,
+    ) -> AsteriskInstance:
+        ast = AsteriskInstance(
+            root(),
+            config_dir,
+            files=files,
+            template_values=template_values,
+            spool_dir=spool_dir,
+            binds=binds,
+            ro_binds=ro_binds,
+            env=env,
+            extra_modules=extra_modules,
+        )
+        on_created(ast)
+        ast.start()
+        return ast
+
+    return start
 
 
 # ---------------------------------------------------------------- mounts and processes

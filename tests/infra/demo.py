@@ -33,12 +33,12 @@ import signal
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from infra.asterisk import AsteriskInstance
+from infra.asterisk import StartAsterisk, asterisk_starter
 from infra.dkimkeys import Signer, default_signers, dns_records
 from infra.dns import DnsServer
 from infra.faxpages import PageCheck, compare_pages, tiff_pages
@@ -189,32 +189,9 @@ class Stack:
         pf.start()
         return pf
 
-    def asterisk(
-        self,
-        config_dir: Path | None = None,
-        *,
-        files: Mapping[str, str] | None = None,
-        spool_dir: Path | None = None,
-        binds: Iterable[Path] = (),
-        ro_binds: Iterable[Path] = (),
-        env: Mapping[str, str] | None = None,
-        extra_modules: Iterable[str] = (),
-        **template_values: object,
-    ) -> AsteriskInstance:
-        ast = AsteriskInstance(
-            asterisk_chroot(),
-            config_dir,
-            files=files,
-            template_values=template_values,
-            spool_dir=spool_dir,
-            binds=binds,
-            ro_binds=ro_binds,
-            env=env,
-            extra_modules=extra_modules,
-        )
-        self._exit.callback(ast.stop)
-        ast.start()
-        return ast
+    @property
+    def asterisk(self) -> StartAsterisk:
+        return asterisk_starter(asterisk_chroot, lambda ast: self._exit.callback(ast.stop))
 
     def gateway(self) -> Gateway:
         base = self.work / "gateway"
