@@ -339,6 +339,20 @@ def test_a_hanging_conversion_is_killed_whole(
     assert _processes_with(token) == []
 
 
+def test_the_render_options_set_the_conversion_limit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # policy fax.office_timeout_s → RenderOptions.office_timeout_s → this conversion's limit
+    fake_soffice(tmp_path, monkeypatch, "sleep 300\n")
+    work = tmp_path / "work"
+    work.mkdir()
+    renderer = Renderer(RenderOptions(office_timeout_s=1))
+    with pytest.raises(Refusal) as caught:
+        renderer.render([office_doc(tmp_path)], work)
+    assert caught.value.reply.code == RENDER_TOO_SLOW.code
+    assert "conversion took longer than 1 s" in caught.value.reply.text  # not the default 60
+
+
 def test_conversions_beyond_the_slots_are_busy(tmp_path: Path) -> None:
     converter = OfficeConverter(1, slot_wait_s=0.05)
     assert converter.slots.acquire(timeout=1)

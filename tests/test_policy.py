@@ -117,3 +117,13 @@ def test_greys_adaptive_by_default_fixed_on_request() -> None:
     with pytest.raises(ConfigError) as err:
         parse_yaml(GOOD + "fax: {greys: clever}\n", Policy, "p.yaml")
     assert any("fax.greys" in str(problem) for problem in err.value.problems)
+
+
+def test_office_timeout_is_a_policy_key_with_bounds() -> None:
+    assert parse_yaml(GOOD, Policy, "p.yaml").fax.office_timeout_s == 60
+    longer = parse_yaml(GOOD + "fax: {office_timeout_s: 180}\n", Policy, "p.yaml")
+    assert longer.fax.office_timeout_s == 180
+    for bad in ("0", "601"):
+        with pytest.raises(ConfigError) as err:
+            parse_yaml(GOOD + f"fax: {{office_timeout_s: {bad}}}\n", Policy, "p.yaml")
+        assert any("fax.office_timeout_s" in str(problem) for problem in err.value.problems)

@@ -181,6 +181,8 @@ class Fax(Strict):
     # Ghostscript gets render_timeout_s plus render_timeout_per_page_s per page, then is killed.
     render_timeout_s: float = Field(default=20, gt=0, le=600)
     render_timeout_per_page_s: float = Field(default=5, ge=0, le=60)
+    # One LibreOffice conversion of an Office file or text attachment, then it is killed.
+    office_timeout_s: float = Field(default=60, gt=0, le=600)
     channel: str = Field(default="PJSIP/{number}@trunk", pattern=CHANNEL_PATTERN)
     # Asterisk's limit for both is 79 characters (AST_MAX_CONTEXT / AST_MAX_EXTENSION).
     context: str = Field(default="faxmail-send", pattern=r"^[A-Za-z0-9_+-]{1,79}$")

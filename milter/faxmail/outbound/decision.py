@@ -271,6 +271,7 @@ class Gateway:
             max_pages=pages,
             timeout_base_s=fax.render_timeout_s,
             timeout_per_page_s=fax.render_timeout_per_page_s,
+            office_timeout_s=fax.office_timeout_s,
         )
         return self.renderer.with_options(options)
 

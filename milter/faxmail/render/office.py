@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from faxmail.core.documents import OFFICE_KINDS, Document
-from faxmail.core.processes import kill_group, limited_command, short_reason
+from faxmail.core.processes import exits_by, kill_group, limited_command, short_reason
 from faxmail.core.replies import (
     LOCAL_ERROR,
     OFFICE_CONVERSION_FAILED,
@@ -48,8 +48,9 @@ from faxmail.render.ghostscript import Processes
 log = logging.getLogger("faxmail.render.office")
 
 SOFFICE = "soffice"
-TIMEOUT_S = 60.0  # a cold start is 1.5 s, the very first on a machine about 9 s
-CPU_S = 120
+TIMEOUT_S = 60.0  # a cold start is 1.5 s, the very first on a machine about 9 s (policy
+# fax.office_timeout_s sets it per render); its CPU limit is twice that (two cores' worth)
+CPU_S = 120  # at least
 MEMORY_BYTES = 2 * 1024**3  # address space; a conversion's resident size is about 210 MiB
 OUTPUT_BYTES = 256 * 1024**2  # no file LibreOffice writes grows larger (RLIMIT_FSIZE)
 SLOT_WAIT_S = 30.0
@@ -95,9 +96,12 @@ class OfficeConverter:
         self.processes = Processes()
 
     @contextmanager
-    def as_pdfs(self, documents: Sequence[Document], workdir: Path) -> Iterator[list[Document]]:
+    def as_pdfs(
+        self, documents: Sequence[Document], workdir: Path, timeout_s: float | None = None
+    ) -> Iterator[list[Document]]:
         """`documents` with each Office document replaced by its PDF (same label), valid inside
         the block; the PDFs live in a scratch dir under `workdir` that the block's end removes.
+        `timeout_s`: a conversion's limit (default: the converter's).
 
         Refusal: OFFICE_CONVERSION_FAILED, RENDER_TOO_SLOW, OFFICE_CONVERTER_BUSY, LOCAL_ERROR.
         """
@@ -107,15 +111,18 @@ class OfficeConverter:
         scratch = Path(tempfile.mkdtemp(prefix=".office-", dir=workdir))
         try:
             converted = [
-                self.to_pdf(doc, scratch / f"{n:02d}") if doc.kind in OFFICE_KINDS else doc
+                self.to_pdf(doc, scratch / f"{n:02d}", timeout_s)
+                if doc.kind in OFFICE_KINDS
+                else doc
                 for n, doc in enumerate(documents, 1)
             ]
             yield converted
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
 
-    def to_pdf(self, doc: Document, scratch: Path) -> Document:
+    def to_pdf(self, doc: Document, scratch: Path, timeout_s: float | None = None) -> Document:
         """One Office document as a PDF in `scratch` (a new directory)."""
+        timeout_s = self.timeout_s if timeout_s is None else timeout_s
         if self.processes.stopped:
             raise Refusal(LOCAL_ERROR)
         if not self.slots.acquire(timeout=self.slot_wait_s):
@@ -123,10 +130,10 @@ class OfficeConverter:
             raise Refusal(OFFICE_CONVERTER_BUSY)
         started = time.monotonic()
         try:
-            outcome = self._convert(doc.path, doc.kind, scratch)
+            outcome = self._convert(doc.path, doc.kind, scratch, timeout_s)
             if outcome.returncode is None:
-                log.info("%s: LibreOffice killed after %g s", doc.label, self.timeout_s)
-                why = f"{doc.label}: conversion took longer than {self.timeout_s:g} s"
+                log.info("%s: LibreOffice killed after %g s", doc.label, timeout_s)
+                why = f"{doc.label}: conversion took longer than {timeout_s:g} s"
                 raise Refusal(RENDER_TOO_SLOW.format(why=why))
             if outcome.pdf is None:
                 self._refuse(doc, outcome, scratch)
@@ -149,7 +156,8 @@ class OfficeConverter:
     # --- steps ---------------------------------------------------------------------------
     def _refuse(self, doc: Document, outcome: _Outcome, scratch: Path) -> None:
         """No PDF: the document's fault (550) unless LibreOffice fails on a line of text too."""
-        health = self._convert(None, "txt", scratch.with_name(scratch.name + "-check"))
+        check = scratch.with_name(scratch.name + "-check")
+        health = self._convert(None, "txt", check, self.timeout_s)
         if health.pdf is None:
             log.error(
                 "LibreOffice fails on a test page (exit %s): %s",
@@ -161,7 +169,7 @@ class OfficeConverter:
         log.info("%s: LibreOffice refused it (exit %s): %s", doc.label, outcome.returncode, why)
         raise Refusal(OFFICE_CONVERSION_FAILED.format(name=doc.label, why=why))
 
-    def _convert(self, source: Path | None, kind: str, scratch: Path) -> _Outcome:
+    def _convert(self, source: Path | None, kind: str, scratch: Path, timeout_s: float) -> _Outcome:
         """Run one cold soffice on a copy of `source` (None: the health-check text)."""
         if shutil.which(SOFFICE) is None:
             raise FileNotFoundError(f"{SOFFICE} not found on PATH")
@@ -194,14 +202,14 @@ class OfficeConverter:
             str(document),
         ]
         messages = scratch / "messages"
-        rc = self._run(argv, home, messages)
+        rc = self._run(argv, home, messages, timeout_s)
         with messages.open("rb") as handle:
             text = handle.read(OUTPUT_LIMIT).decode("utf-8", "replace")
         pdf = output / "document.pdf"
         usable = rc == 0 and pdf.is_file() and pdf.stat().st_size > 0 and "Error:" not in text
         return _Outcome(pdf if usable else None, rc, text)
 
-    def _run(self, argv: list[str], home: Path, messages: Path) -> int | None:
+    def _run(self, argv: list[str], home: Path, messages: Path, timeout_s: float) -> int | None:
         """The sandboxed run, its messages into `messages`; None if killed for taking too long."""
         env = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
@@ -211,7 +219,7 @@ class OfficeConverter:
         }
         with messages.open("wb") as log_file:
             proc = subprocess.Popen(
-                sandbox_command(argv, CPU_S, MEMORY_BYTES, OUTPUT_BYTES),
+                sandbox_command(argv, max(CPU_S, int(2 * timeout_s)), MEMORY_BYTES, OUTPUT_BYTES),
                 stdin=subprocess.DEVNULL,
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
@@ -224,20 +232,18 @@ class OfficeConverter:
             processes.running.add(proc)
             if processes.stopped:
                 kill_group(proc)
-        rc: int | None = None
+        finished = False
         try:
-            rc = proc.wait(self.timeout_s)
-        except subprocess.TimeoutExpired:
-            pass  # rc None: killed below
+            finished = exits_by(proc, time.monotonic() + timeout_s)  # else killed below
         finally:
             # (what LibreOffice started dies with its pid namespace, so the group is enough)
             with processes.lock:
                 kill_group(proc)
                 processes.running.discard(proc)
-            proc.wait()
+            rc = proc.wait()
         if processes.stopped:
             raise Refusal(LOCAL_ERROR)
-        return rc
+        return rc if finished else None
 
 
 def _reason(outcome: _Outcome) -> str:

@@ -24,6 +24,7 @@ class RenderOptions:
     max_pages: int = 50
     timeout_base_s: float = 20.0
     timeout_per_page_s: float = 5.0
+    office_timeout_s: float = 60.0  # one LibreOffice conversion (office.py)
     cpu_limit_s: int = 300
     memory_limit_bytes: int = 2 * 1024**3
 
@@ -46,5 +47,5 @@ class RenderOptions:
             raise ValueError("blacken_threshold must be in [0, whiten_threshold) or None")
         if self.max_pages < 1 or self.cpu_limit_s < 1 or self.memory_limit_bytes < 1:
             raise ValueError("max_pages, cpu_limit_s and memory_limit_bytes must be positive")
-        if self.timeout_base_s <= 0 or self.timeout_per_page_s < 0:
+        if self.timeout_base_s <= 0 or self.timeout_per_page_s < 0 or self.office_timeout_s <= 0:
             raise ValueError("timeouts must be positive")

@@ -126,7 +126,8 @@ class Renderer:
         started = time.monotonic()
         try:
             # Office files become PDFs first: the limits below apply to what they convert to.
-            with self._shared.office.as_pdfs(documents, workdir) as pdfs:
+            office = self._shared.office
+            with office.as_pdfs(documents, workdir, self.options.office_timeout_s) as pdfs:
                 if pdfs:
                     fax = self._render(pdfs, workdir, started, front)
                 else:
