@@ -77,6 +77,9 @@ def test_install_puts_everything_where_the_units_expect_it(installed: Installed)
         assert name_of(root, st.st_uid) == owner, path
     assert root.path("/usr/local/share/doc/faxmail/README.md").is_file()
     assert "file:///usr/local/share/doc/faxmail/README.md" in root.path(UNIT).read_text()
+    # the status page's unit is in place for `systemctl enable --now faxmail-web`
+    web_unit = root.path("/usr/local/lib/systemd/system/faxmail-web.service").read_text()
+    assert "ExecStart=/usr/local/bin/faxmail web --settings /etc/faxmail/settings.yaml" in web_unit
 
 
 def test_doctor_passes_on_the_documented_setup(installed: Installed) -> None:
