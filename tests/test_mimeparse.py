@@ -135,6 +135,13 @@ def test_a_big_base64_attachment_parses_as_the_stdlib_parses_it(
     assert attachment.get_payload(decode=True) == b"ABC" * 19 * 20_000
 
 
+def test_a_long_line_parses_as_the_stdlib_parses_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    # 2 MB without a line end, fed in 1,000-character reads: joined once, not once a read
+    monkeypatch.setattr(mimeparse, "READ_CHARS", 1000)
+    raw = b"From: a@example.jp\r\nSubject: " + b"x" * 2_000_000 + b"\r\n\r\nbody\r" + b"y" * 5000
+    assert shape(parse_message(raw)) == shape(stdlib_parse(raw, monkeypatch))
+
+
 def test_the_end_of_part_search_matches_the_pattern_it_replaces() -> None:
     fast: Any = email.feedparser.NLCRE_eol
     for text in ["", "a", "a\r\n", "a\n", "a\r", "\r\r", "\n\r\n", "\r\n\r", "x\r\n\n"]:

@@ -40,19 +40,24 @@ class _LinesInRuns(_stdlib.BufferedSubFile):  # type: ignore[misc]
 
     def __init__(self) -> None:
         super().__init__()
-        self._unfinished = ""  # after the last LF: a CR may yet be the first half of CRLF
+        # after the last LF, in pieces (joined once a LF comes: a long line costs no more
+        # than a short one); a CR at its end may yet be the first half of CRLF
+        self._unfinished: list[str] = []
 
     def push(self, data: str) -> None:
-        data = self._unfinished + data
         whole = data.rfind("\n") + 1
-        self._unfinished = data[whole:]
-        if whole:
-            self.pushlines(_ITEMS.findall(data, 0, whole))
+        if not whole:
+            self._unfinished.append(data)
+            return
+        lines = "".join(self._unfinished) + data[:whole]
+        self._unfinished = [data[whole:]]
+        self.pushlines(_ITEMS.findall(lines))
 
     def close(self) -> None:
-        if self._unfinished:
-            self.pushlines(_ITEMS.findall(self._unfinished))
-            self._unfinished = ""
+        rest = "".join(self._unfinished)
+        self._unfinished = []
+        if rest:
+            self.pushlines(_ITEMS.findall(rest))
         super().close()
 
 
