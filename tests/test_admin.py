@@ -565,3 +565,21 @@ def test_jobs_inbound_lists_received_faxes(site: Site) -> None:
         "MAIL",
     ]
     assert "0398765432" in text[1] and "sales@example.jp" in text[1] and "delivered" in text[1]
+
+
+def test_cancel_refuses_a_call_another_host_placed(site: Site) -> None:
+    job_id = site.send(ALICE, "0312345678")
+    assert [p.name for p in site.dispatched()] == [f"{job_id}.call"]
+    # As if the other MX's dispatcher had placed it: its call file is in that host's spool.
+    (site.outgoing / f"{job_id}.call").unlink()
+    db = sqlite3.connect(site.root / "state" / "faxmail.sqlite")
+    with db:
+        db.execute("UPDATE dispatch SET host = 'mx-other' WHERE job_id = ?", (job_id,))
+    db.close()
+    ran = site.faxmail("cancel", job_id)
+    assert ran.returncode == 1
+    assert ran.stderr == (
+        f"faxmail cancel: job {job_id} was not cancelled: its call file is in the spool of "
+        "host mx-other: run `faxmail cancel` there; nothing was changed\n"
+    )
+    assert site.state(job_id) == "queued"

@@ -132,3 +132,24 @@ def test_help_names_every_command() -> None:
     for command in ("jobs", "show", "cancel", "resend", "stats"):
         assert command in text
     assert "Exit status: 0 done; 1 not found or refused" in faxmail("cancel", "--help").stdout
+
+
+def test_a_call_placed_out_of_this_hosts_reach_is_named() -> None:
+    from faxmail.admin.cancel import placed_elsewhere
+    from faxmail.core.queuepolicy import DialLine
+    from faxmail.store.model import DispatchRow
+
+    lines = [
+        DialLine(name="trunk", channel="PJSIP/{number}@trunk"),
+        DialLine(name="remote", channel="PJSIP/{number}@trunk", host="pbx2"),
+    ]
+
+    def row(line: str, host: str) -> DispatchRow:
+        return DispatchRow("j1", 1, 0.0, None, host, None, None, line)
+
+    assert placed_elsewhere(row("trunk", "mx1"), lines, "mx1") is None
+    assert placed_elsewhere(row("gone-from-policy", "mx1"), lines, "mx1") is None
+    elsewhere = placed_elsewhere(row("trunk", "mx2"), lines, "mx1")
+    assert elsewhere == "its call file is in the spool of host mx2: run `faxmail cancel` there"
+    remote = placed_elsewhere(row("remote", "mx1"), lines, "mx1")
+    assert remote is not None and "Asterisk host pbx2 over AMI" in remote

@@ -14,20 +14,27 @@ is claimed exactly once per job, a late report from Asterisk can never send a se
 
 A crash between withdrawing and claiming leaves the file parked and the job queued; running
 the command again finishes the cancel. "cancelled" is not among the states rate limits count.
+
+Only this host's own spool can be searched: a call placed on a remote Asterisk (AMI) or by
+another host's dispatcher is refused by name, never taken for "no call file anywhere".
 """
 
 from __future__ import annotations
 
 import logging
+import socket
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from faxmail.admin.context import Admin, AdminError
 from faxmail.asterisk.spool import Spool, callfile_name
 from faxmail.asterisk.takeback import GRACE_S, Busy, Gone, Located, locate, put_back, withdraw
+from faxmail.core.asteriskhosts import LOCAL
 from faxmail.core.exitcodes import EX_CONFIG
-from faxmail.store.model import EventKind, Job, JobState
+from faxmail.core.queuepolicy import DialLine
+from faxmail.store.model import DispatchRow, EventKind, Job, JobState
 
 log = logging.getLogger("faxmail.cancel")
 
@@ -76,6 +83,10 @@ def cancel(admin: Admin, reference: str, *, grace: float = GRACE_S) -> Outcome:
         if job.state != JobState.QUEUED:
             why = _NOT_CANCELLABLE.get(job.state, f"is {job.state}")
             raise AdminError(f"job {job.id} {why}; nothing was changed")
+    if waiting is not None and waiting.host is not None:
+        where = placed_elsewhere(waiting, admin.policy().dial_lines(), socket.gethostname())
+        if where is not None:
+            raise AdminError(f"job {job.id} was not cancelled: {where}; nothing was changed")
     name = callfile_name(job.id, admin.store.current_round(job.id))
     found = locate(spool, name)
     parked, attempts = _take(admin, job, spool, found, name, grace)
@@ -98,6 +109,20 @@ def cancel(admin: Admin, reference: str, *, grace: float = GRACE_S) -> Outcome:
         parked.unlink(missing_ok=True)
     log.info("job %s cancelled by %s after %d attempt(s)", job.id, admin.actor, attempts)
     return Outcome(job, attempts, name if parked else None, _mail(admin, job))
+
+
+def placed_elsewhere(row: DispatchRow, lines: Sequence[DialLine], here: str) -> str | None:
+    """Why the placed call `row` is out of this host's reach (`here`: its dispatcher's name,
+    the host name), as a clause; None when its call file is in this host's spool."""
+    line = next((line for line in lines if line.name == row.line), None)
+    if line is not None and line.host != LOCAL:
+        return (
+            f"its call was handed to Asterisk host {line.host} over AMI, and a call placed "
+            "there cannot be taken back; its result comes as usual"
+        )
+    if row.host is not None and row.host != here:
+        return f"its call file is in the spool of host {row.host}: run `faxmail cancel` there"
+    return None
 
 
 def _check_spool(spool: Spool, job: Job) -> None:
