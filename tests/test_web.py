@@ -16,7 +16,7 @@ import xml.etree.ElementTree as ET
 from datetime import date
 from pathlib import Path
 
-import httpx
+import httpx2
 import pytest
 import yaml
 from PIL import Image
@@ -373,7 +373,7 @@ def test_web_as_root_serves_as_asterisk_user() -> None:
             assert wait_tcp("127.0.0.1", port, 30)
             status = Path(f"/proc/{server.pid}/status").read_text()
             assert f"Uid:\t{owner.pw_uid}\t" in status
-            page = httpx.get(f"http://127.0.0.1:{port}/", auth=(USER, PASSWORD), timeout=30)
+            page = httpx2.get(f"http://127.0.0.1:{port}/", auth=(USER, PASSWORD), timeout=30)
             assert page.status_code == 200 and f'id="job-{site.sent}"' in page.text
         finally:
             server.terminate()
