@@ -8,6 +8,7 @@ an AMI line (CR/LF, a comma in a Variable, a secret with a newline).
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from faxmail.asterisk.dialer import AmiDialer, DialError, StagedCall, remote_cal
 from faxmail.core.asteriskhosts import AmiHost
 from faxmail.core.settings import Settings
 from infra.fakeami import FakeAmi, Mode
+from infra.tlscert import self_signed
 
 CALL = CallFile(
     channel="PJSIP/0312345678@trunk",
@@ -223,3 +225,34 @@ def test_host_settings_errors_name_the_key(hosts: object, key: str, text: str) -
     where = ".".join(str(part) for part in error["loc"])
     assert where.startswith("asterisk_hosts")
     assert where.endswith(key) and text in str(raised.value)
+
+
+@pytest.fixture
+def tls_ami(tmp_path: Path) -> Iterator[tuple[FakeAmi, Path]]:
+    cert, key = self_signed(tmp_path)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server = FakeAmi(tls=context)
+    yield server, cert
+    server.close()
+
+
+def test_the_dialer_speaks_tls_and_checks_the_certificate(
+    tls_ami: tuple[FakeAmi, Path], tmp_path: Path
+) -> None:
+    server, cert = tls_ami
+    plain = host_config(server, tmp_path)
+    dialer = AmiDialer("pbx1", plain.model_copy(update={"tls": True, "ca_file": cert}))
+    dialer.dial(dialer.stage("0123abcd0123abcd", 1, CALL))
+    (action,) = server.originates()
+    assert ("Channel", "PJSIP/0312345678@trunk") in action
+    # A certificate nobody vouches for (the system's CAs do not know ours): no call.
+    untrusted = AmiDialer("pbx1", plain.model_copy(update={"tls": True}))
+    with pytest.raises(DialError, match=r"TLS with 127\.0\.0\.1") as raised:
+        untrusted.dial(untrusted.stage("0123abcd0123abcd", 2, CALL))
+    assert raised.value.host_down and not raised.value.maybe_placed
+    # A CA file that is not there: named by its key.
+    missing = AmiDialer("pbx1", plain.model_copy(update={"tls": True, "ca_file": tmp_path / "no"}))
+    with pytest.raises(DialError, match=r"asterisk_hosts\.pbx1\.ca_file"):
+        missing.dial(missing.stage("0123abcd0123abcd", 3, CALL))
+    assert len(server.originates()) == 1

@@ -102,15 +102,28 @@ _PACKAGE_DEFAULTS = ("indications.conf",)
 _LEFTOVER_PLACEHOLDER = re.compile(r"@[A-Z][A-Z0-9_]*@")
 
 
-def manager_conf(port: int, username: str, secret: str) -> str:
+def manager_conf(
+    port: int, username: str, secret: str, *, tls_port: int | None = None, tls_files: str = ""
+) -> str:
     """A manager.conf with AMI on 127.0.0.1:`port` and one user allowed to Originate (the
-    manager is part of Asterisk's core: no module to load). Pass it as ``files``."""
+    manager is part of Asterisk's core: no module to load). Pass it as ``files``. With
+    `tls_port`: TLS there too, with /etc/asterisk/`tls_files`-cert.pem and -key.pem (pass
+    them as ``files`` as well)."""
+    tls = (
+        "tlsenable = yes\n"
+        f"tlsbindaddr = 127.0.0.1:{tls_port}\n"
+        f"tlscertfile = /etc/asterisk/{tls_files}-cert.pem\n"
+        f"tlsprivatekey = /etc/asterisk/{tls_files}-key.pem\n"
+        if tls_port is not None
+        else ""
+    )
     return (
         "[general]\n"
         "enabled = yes\n"
         f"port = {port}\n"
         "bindaddr = 127.0.0.1\n"
         "displayconnects = no\n"
+        f"{tls}"
         f"[{username}]\n"
         f"secret = {secret}\n"
         "deny = 0.0.0.0/0.0.0.0\n"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import socket
+import ssl
 import threading
 from dataclasses import dataclass, field
 from typing import Literal
@@ -31,6 +32,7 @@ class FakeAmi:
     mode: Mode = "ok"
     actions: list[list[tuple[str, str]]] = field(default_factory=list)
     raw: list[bytes] = field(default_factory=list)
+    tls: ssl.SSLContext | None = None  # server side: speak TLS, as manager.conf tlsenable
 
     def __post_init__(self) -> None:
         self._server = socket.create_server(("127.0.0.1", 0))
@@ -62,8 +64,14 @@ class FakeAmi:
                 conn, _ = self._server.accept()
             except TimeoutError:
                 continue
+            conn.settimeout(5)
+            if self.tls is not None:
+                try:
+                    conn = self.tls.wrap_socket(conn, server_side=True)
+                except (ssl.SSLError, OSError):
+                    conn.close()  # the client gave up on our certificate
+                    continue
             with conn:
-                conn.settimeout(5)
                 self._session(conn)
 
     def _session(self, conn: socket.socket) -> None:

@@ -20,6 +20,7 @@ import hashlib
 import re
 import secrets
 import socket
+import ssl
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -106,15 +107,29 @@ class AmiConnection:
 
     @classmethod
     def open(
-        cls, address: tuple[str, int], username: str, secret: str, *, timeout: float, name: str
+        cls,
+        address: tuple[str, int],
+        username: str,
+        secret: str,
+        *,
+        timeout: float,
+        name: str,
+        tls: ssl.SSLContext | None = None,
     ) -> AmiConnection:
-        """Connect, read the banner, log in (MD5 challenge); AmiError when any of it fails."""
+        """Connect (over TLS with `tls`: the certificate checked for address's host), read the
+        banner, log in (MD5 challenge); AmiError when any of it fails."""
         check_header("Username", username)
         check_header("Secret", secret)
         try:
             sock = socket.create_connection(address, timeout=timeout)
         except OSError as exc:
             raise AmiError(f"cannot connect to {address[0]}:{address[1]}: {exc}") from exc
+        if tls is not None:
+            try:
+                sock = tls.wrap_socket(sock, server_hostname=address[0])
+            except (ssl.SSLError, ssl.CertificateError, OSError) as exc:
+                sock.close()
+                raise AmiError(f"TLS with {address[0]}:{address[1]} failed: {exc}") from exc
         connection = cls(sock, name)
         try:
             banner = connection._line()

@@ -18,6 +18,7 @@ back) and whether the host is down (its lines are left out for a while).
 from __future__ import annotations
 
 import logging
+import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -159,6 +160,7 @@ class AmiDialer:
                 secret,
                 timeout=self.config.timeout_s,
                 name=self.host,
+                tls=tls_context(self.host, self.config),
             ) as connection:
                 originate(connection, staged.callfile, action_id)
         except AmiError as exc:
@@ -181,6 +183,17 @@ class AmiDialer:
             raise DialError(
                 f"cannot read asterisk_hosts.{self.host}.secret_file: {exc}", host_down=True
             ) from exc
+
+
+def tls_context(host: str, config: AmiHost) -> ssl.SSLContext | None:
+    """The TLS settings of AMI host `host` (None: plain TCP); DialError if its CA file is
+    unusable (naming the key)."""
+    if not config.tls:
+        return None
+    try:
+        return ssl.create_default_context(cafile=str(config.ca_file) if config.ca_file else None)
+    except (OSError, ssl.SSLError) as exc:
+        raise DialError(f"asterisk_hosts.{host}.ca_file: {exc}", host_down=True) from exc
 
 
 def build_dialers(settings: Settings, spool: Spool) -> dict[str, Dialer]:

@@ -49,6 +49,10 @@ class AmiHost(BaseModel):
     # Where the dialplan's `fetch` writes TIFFs on that host: its notify's fax dir (asterisk.
     # fax_dir there). Letters, digits and / . _ only: the dialplan FILTER()s FAXFILE to those.
     fax_dir: Annotated[Path, AfterValidator(_fax_dir)] = Path("/var/spool/asterisk/fax")
+    # TLS to the manager (manager.conf tlsenable, usually port 5039): the certificate must be
+    # valid for the host part of `ami` and signed by `ca_file` (None: the system's CAs).
+    tls: bool = False
+    ca_file: Path | None = None
 
     @property
     def address(self) -> tuple[str, int]:
