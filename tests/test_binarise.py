@@ -23,7 +23,7 @@ from faxmail.render.binarise import (
 )
 from faxmail.render.greystream import GreyStream, GreyStreamError, pgm_pages
 from faxmail.render.options import RenderOptions
-from faxmail.render.pagelook import VECTOR_CUT, page_cut, per_page_transfer
+from faxmail.render.pagelook import VECTOR_CUT, cuts_text, page_cut, piped_transfer
 from faxmail.render.pdfpages import NoCheapLook, PageView, PlacedImage, image_placement
 from faxmail.render.tiffcheck import validate_fax_tiff
 
@@ -238,9 +238,11 @@ def test_the_image_placement_follows_the_content_matrices() -> None:
 
 
 def test_each_page_gets_its_own_transfer_in_gs() -> None:
-    (c, program, f) = per_page_transfer([156, 126])
-    assert (c, f) == ("-c", "-f")
-    assert "[0.6137 0.4961]" in program and "/BeginPage" in program
+    (permit, c, program, f) = piped_transfer(5, 50)
+    assert (permit, c, f) == ("--permit-file-read=/dev/fd/5", "-c", "-f")
+    assert "(/dev/fd/5) (r) file" in program and "/BeginPage" in program
+    assert "true setglobal" in program  # what was read survives the pages' save/restore
+    assert cuts_text([156, 126]) == b"0.6137 0.4961\n"
 
 
 def test_an_image_too_large_is_not_decoded_for_a_look(tmp_path: Path) -> None:

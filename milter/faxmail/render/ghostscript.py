@@ -37,7 +37,7 @@ from faxmail.render.gsoutput import (
     TOLERATED_WARNINGS,
 )
 from faxmail.render.options import RenderOptions
-from faxmail.render.pagelook import per_page_transfer
+from faxmail.render.pagelook import piped_transfer
 
 # Page heights in pixels at 196 / 98 lines per inch; the fax devices snap the width to 1728 by
 # themselves, `tiffscaled` (photo mode) needs the whole size given.
@@ -99,19 +99,24 @@ def start(
     scratch: Path,
     processes: Processes,
     grey_fd: int | None = None,
-    cuts: Sequence[int] | None = None,
+    cut_fd: int | None = None,
 ) -> Running:
     """Start rendering; the page count (and so the time limit) may be known only later.
 
     grey_fd: instead of `output`, grey pages into this pipe (greystream.py reads them).
-    cuts: fax bits with each page's own threshold (pagelook.py), not grey pages."""
+    cut_fd: fax bits with each page's own threshold (pagelook.py), not grey pages, the
+    thresholds read from this pipe as they come (pagelook.cuts_text)."""
     started = time.monotonic()
     gs_tmp = scratch / "tmp"
-    gs_tmp.mkdir()
+    gs_tmp.mkdir(exist_ok=True)  # a run started again on the grey path uses it too
     marker = f"@@faxmail-{secrets.token_hex(6)}"
     grey = grey_fd is not None
     target = f"/dev/fd/{grey_fd}" if grey else str(output).replace("%", "%%")
-    argv = _gs_arguments(options, target, grey) + _transfer_arguments(options, grey, cuts)
+    if cut_fd is not None:
+        transfer = piped_transfer(cut_fd, options.max_pages)
+    else:
+        transfer = _transfer_arguments(options, grey)
+    argv = _gs_arguments(options, target, grey) + transfer
     for number, path in enumerate(inputs):
         # a line before each file tells which document later messages are about
         argv += ["-c", f"({marker} {number}\\n) print flush", "-f", str(path)]
@@ -130,7 +135,7 @@ def start(
         cwd=gs_tmp,
         env=env,
         start_new_session=True,  # its own process group, killed as a whole
-        pass_fds=() if grey_fd is None else (grey_fd,),
+        pass_fds=tuple(fd for fd in (grey_fd, cut_fd) if fd is not None),
     )
     with processes.lock:
         processes.running.add(proc)
@@ -206,9 +211,7 @@ def _gs_arguments(options: RenderOptions, target: str, grey: bool) -> list[str]:
     return argv
 
 
-def _transfer_arguments(
-    options: RenderOptions, grey: bool, cuts: Sequence[int] | None = None
-) -> list[str]:
+def _transfer_arguments(options: RenderOptions, grey: bool) -> list[str]:
     """PostScript run before the documents: the transfer function, if any.
 
     Adaptive (options.grey_pages) without images: vector pages have white paper and their
@@ -224,8 +227,6 @@ def _transfer_arguments(
     """
     if grey:
         return []
-    if cuts is not None:
-        return per_page_transfer(cuts)  # each page's threshold, as binarise.py would cut it
     if options.grey_pages:
         cut = f"{1 - INK_SHARE:.4f}"
         return ["-c", f"{{{cut} gt {{1}} {{0}} ifelse}} settransfer", "-f"]

@@ -176,12 +176,40 @@ def _inflated(path: Path, size: int, filter_name: str) -> bytes:
     return data[:size]
 
 
-def per_page_transfer(cuts: Sequence[int]) -> list[str]:
+def piped_transfer(fd: int, max_pages: int) -> list[str]:
     """gs arguments that give page k the transfer "ink at or below cuts[k]" (the last cut for
     any page beyond): the fax device's 1-bit path then cuts where binarise() would. gs calls
-    BeginPage with the number of pages shown so far before each page, and a transfer set
-    there holds for the page drawn next (measured)."""
-    thresholds = " ".join(f"{(cut + 0.5) / 255:.4f}" for cut in cuts)
-    pick = f"[{thresholds}] dup length 1 sub 3 -1 roll min get"
+    BeginPage with the number of pages shown so far before each page (more than once), and a
+    transfer set there holds for the page drawn next (measured).
+
+    The cuts are read from file descriptor `fd` as they come (`cuts_text`): gs starts (30-40 ms
+    of its own) while the look runs, and waits in its first BeginPage until they are there.
+
+    What was read is kept in an array in global VM (slot 0: how many): the PDF interpreter
+    draws each page inside save/restore, which would undo a count kept in local VM while the
+    numbers already read stay read."""
+    slots = max_pages + 3
+    read = (
+        f"/faxmail-cuts (/dev/fd/{fd}) (r) file def"
+        f" /faxmail-cut true setglobal {slots} array false setglobal def faxmail-cut 0 0 put"
+    )
+    fill = (
+        "{ dup faxmail-cut 0 get lt {exit} if"
+        " faxmail-cuts token not { faxmail-cut 0 get 0 gt"
+        " { faxmail-cut dup 0 get get } {0.5} ifelse } if"
+        " faxmail-cut faxmail-cut 0 get 1 add 3 -1 roll put"
+        " faxmail-cut 0 faxmail-cut 0 get 1 add put } loop"
+    )
+    pick = f"{max_pages + 1} min {fill} 1 add faxmail-cut exch get"
     transfer = "[ 1 index /gt cvx {1} {0} /ifelse cvx ] cvx exch pop settransfer"
-    return ["-c", f"<< /BeginPage {{ {pick} {transfer} }} >> setpagedevice", "-f"]
+    return [
+        f"--permit-file-read=/dev/fd/{fd}",
+        "-c",
+        f"{read} << /BeginPage {{ {pick} {transfer} }} >> setpagedevice",
+        "-f",
+    ]
+
+
+def cuts_text(cuts: Sequence[int]) -> bytes:
+    """What piped_transfer's gs reads: each page's cut as a transfer threshold."""
+    return (" ".join(f"{(cut + 0.5) / 255:.4f}" for cut in cuts) + "\n").encode("ascii")

@@ -44,7 +44,7 @@ from faxmail.render.greystream import GreyStream, GreyStreamError
 from faxmail.render.images import image_pages, image_pdf
 from faxmail.render.office import OfficeConverter
 from faxmail.render.options import PAGE_POINTS, RenderOptions
-from faxmail.render.pagelook import page_cuts
+from faxmail.render.pagelook import cuts_text, page_cuts
 from faxmail.render.pdfcheck import (
     check_pdf,
     may_have_images,
@@ -182,26 +182,18 @@ class Renderer:
         if not self._shared.slots.acquire(timeout=self.slot_wait_s):
             raise Refusal(RENDERER_BUSY)
         scratch = Path(tempfile.mkdtemp(prefix=".render-", dir=workdir))
+        processes = self._shared.processes
         try:
             inputs = [self._input_pdf(doc, scratch, n) for n, doc in enumerate(documents, 1)]
             partial = scratch / "fax.tif.partial"
             # grey pages only where binarise.py has levels to find (scans, photos), and there
             # only if one threshold a page, from a cheap look (pagelook.py), is not enough
-            grey = options.grey_pages and any(map(may_have_images, inputs))
-            cuts = page_cuts(inputs, scratch, options) if grey else None
-            grey = grey and cuts is None
-            y_dpi = 196 if options.resolution == "fine" else 98
-            stream = GreyStream(partial, y_dpi) if grey else None
-            try:
-                running = ghostscript.start(
-                    options, inputs, partial, scratch, self._shared.processes,
-                    grey_fd=stream.write_fd if stream else None, cuts=cuts,
-                )  # fmt: skip
-            except BaseException:
-                _wait_quietly(stream)
-                raise
-            if stream:
-                stream.gs_started()  # binarised page by page while gs renders
+            looked = options.grey_pages and any(map(may_have_images, inputs))
+            running, stream = (
+                self._start_looking(inputs, partial, scratch)
+                if looked
+                else (ghostscript.start(options, inputs, partial, scratch, processes), None)
+            )
             try:
                 # qpdf vets the PDFs while gs renders them (a fax's fixed cost halves); a
                 # refusal stops gs, and gs's time limit waits for the page count.
@@ -240,6 +232,45 @@ class Renderer:
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
             self._shared.slots.release()
+
+    def _start_looking(
+        self, inputs: Sequence[Path], partial: Path, scratch: Path
+    ) -> tuple[ghostscript.Running, GreyStream | None]:
+        """gs for documents with images: started at once on the fax device, its thresholds
+        sent through a pipe once the look has them (its start and the look overlap); when one
+        threshold a page is not enough, stopped and started again on the grey path."""
+        options, processes = self.options, self._shared.processes
+        reader, writer = os.pipe()
+        try:
+            running = ghostscript.start(options, inputs, partial, scratch, processes, cut_fd=reader)
+        except BaseException:
+            os.close(writer)
+            raise
+        finally:
+            os.close(reader)
+        try:
+            cuts = page_cuts(inputs, scratch, options)
+            if cuts is not None:
+                os.write(writer, cuts_text(cuts))  # a few bytes a page: never a full pipe
+                return running, None
+        except BaseException:
+            ghostscript.abandon(running)
+            raise
+        finally:
+            os.close(writer)
+        ghostscript.abandon(running)  # it waits for thresholds; the grey path paints instead
+        partial.unlink(missing_ok=True)
+        y_dpi = 196 if options.resolution == "fine" else 98
+        stream = GreyStream(partial, y_dpi)
+        try:
+            running = ghostscript.start(
+                options, inputs, partial, scratch, processes, grey_fd=stream.write_fd
+            )
+        except BaseException:
+            _wait_quietly(stream)
+            raise
+        stream.gs_started()  # binarised page by page while gs renders
+        return running, stream
 
     def _ghostscript_works(self, scratch: Path) -> bool:
         """Render a blank one-page PDF with the same options: does gs itself work?
