@@ -39,8 +39,28 @@ class MessageIdClaims(Protocol):
     def message_id_claimed(self, message_id: str) -> bool: ...
 
 
+class DispatchListener(Protocol):
+    """A dispatcher's ear for other hosts: readable (`fileno`) once another host announced
+    that the queue changed (a job queued, a call over, a claim given back or expired)."""
+
+    def fileno(self) -> int: ...
+
+    def drain(self) -> int:
+        """Consume the announcements received so far (how many; several are one wake).
+        StoreUnavailable: the connection broke (close it, open another later)."""
+        ...
+
+    def close(self) -> None: ...
+
+
 class DispatchStore(Protocol):
     """faxmail's outbound queue: enqueue puts a job in, dispatchers claim its calls."""
+
+    def dispatch_listener(self) -> DispatchListener | None:
+        """A new listener for the queue's changes made by any host; None for a store of one
+        host (SQLite: its dispatcher's wake socket hears them all). StoreUnavailable: not now.
+        """
+        ...
 
     def queue_job(self, job_id: str, not_before: float, **detail: object) -> None:
         """State "queued" and the first call waiting, in one step."""

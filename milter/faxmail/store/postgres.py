@@ -14,6 +14,10 @@ The SQL itself is shared with SQLite (`sqlcommon*.py`, `?` placeholders): `PgDb`
 psycopg with `%s`. Here stay the connection, transactions, locks and error translation.
 One connection per process behind a lock, as SQLite's; a broken connection is dropped and
 opened again by the next call. Every driver error becomes `StoreUnavailable`.
+A write after which a call may start (a job queued, a call over, a claim given back or
+expired) also runs `pg_notify` on `DISPATCH_CHANNEL` in its transaction, so it is heard only
+once committed: each dispatcher holds a `PgListener` (a connection of its own, LISTENing) and
+wakes at once, whichever host's Asterisk or milter made the change.
 """
 
 from __future__ import annotations
@@ -39,6 +43,8 @@ log = logging.getLogger("faxmail.store")
 
 CONNECT_TIMEOUT_S = 5  # a database that is down answers 451 in seconds, not minutes
 STATEMENT_TIMEOUT = "30s"  # a lock held by a stuck host must not hang an SMTP session
+DISPATCH_CHANNEL = "faxmail_dispatch"  # NOTIFY/LISTEN: "the queue changed"
+_DRAIN_PASSES = 4  # bounded: a flood of notifications must not keep a drain going
 
 
 @functools.lru_cache(maxsize=512)
@@ -94,6 +100,41 @@ def _closed_by_server(db: Connection) -> bool:
     connection instead of failing once after every restart of the server."""
     readable, _, _ = select.select([db.fileno()], [], [], 0)
     return bool(readable)
+
+
+class PgListener:
+    """`interface.DispatchListener` over a connection of its own that LISTENs on
+    `DISPATCH_CHANNEL` (autocommit: a notification arrives between statements)."""
+
+    def __init__(self, url: str) -> None:
+        self._location = _redacted(url)
+        self._conn = connect(url)
+        try:
+            self._conn.execute(f"LISTEN {DISPATCH_CHANNEL}")
+        except psycopg.Error as exc:
+            self._conn.close()
+            raise unavailable(self._location, exc) from exc
+
+    def fileno(self) -> int:
+        return self._conn.fileno()
+
+    def drain(self) -> int:
+        heard = 0
+        try:
+            # A server going away sends a message first and ends the stream after it: read
+            # on while the socket stays readable, so the end is seen in this call.
+            for _ in range(_DRAIN_PASSES):
+                heard += sum(1 for _ in self._conn.notifies(timeout=0))
+                if not _closed_by_server(self._conn):
+                    break
+        except psycopg.Error as exc:
+            raise unavailable(self._location, exc) from exc
+        if self._conn.closed or self._conn.broken:
+            raise StoreUnavailable(f"PostgreSQL job store {self._location}: connection lost")
+        return heard
+
+    def close(self) -> None:
+        self._conn.close()
 
 
 class PostgresStore(SqlJobs, SqlNotify, SqlMessageIdClaims, SqlDocuments, SqlDispatch):
@@ -154,6 +195,12 @@ class PostgresStore(SqlJobs, SqlNotify, SqlMessageIdClaims, SqlDocuments, SqlDis
     def _lock_key(self, db: Db, key: str) -> None:
         """A transaction-scoped advisory lock on `key` (hash collisions only serialize more)."""
         db.execute("SELECT pg_advisory_xact_lock(hashtextextended(?, 0))", (key,))
+
+    def _announce(self, db: Db) -> None:
+        db.execute("SELECT pg_notify(?, '')", (DISPATCH_CHANNEL,))
+
+    def dispatch_listener(self) -> PgListener:
+        return PgListener(self._url)
 
     def close(self) -> None:
         with self._lock:

@@ -6,6 +6,8 @@ them to psycopg's `%s` (`postgres.py`).
 What truly differs between the two stays in each store, as the hooks of `SqlBase`:
 - `_lock_key(db, key)`: PostgreSQL takes an advisory lock until the transaction ends; SQLite holds
   its one write lock (BEGIN IMMEDIATE) already, so it takes nothing.
+- `_announce(db)`: PostgreSQL tells the dispatchers of every host, when the transaction commits,
+  that the queue changed (NOTIFY); SQLite has one host, whose wake socket does that.
 - `ROW_LOCK`: PostgreSQL locks the rows a transaction reads before changing them (FOR UPDATE);
   SQLite needs no clause for that.
 - `TIE`: the column that orders rows of the same second (SQLite's rowid, PostgreSQL's seq).
@@ -97,6 +99,10 @@ class SqlBase:
 
     def _lock_key(self, db: Db, key: str) -> None:
         """Hold `key` until the transaction ends (for writers on other hosts)."""
+        raise NotImplementedError
+
+    def _announce(self, db: Db) -> None:
+        """On commit, wake other hosts' dispatchers: a call may start now."""
         raise NotImplementedError
 
     def _locked_state(self, db: Db, job_id: str) -> JobState | None:

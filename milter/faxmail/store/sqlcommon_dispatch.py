@@ -98,6 +98,7 @@ class SqlDispatch(SqlBase):
                 kept = None if fallback is None else to_json(fallback)
                 db.execute(_PUT_ROW, (job_id, after_round + 1, not_before, kept))
             add_event(db, job_id, EventKind.REQUEUED, {"round": after_round + 1, **detail})
+            self._announce(db)
         return True
 
     def queue_job(self, job_id: str, not_before: float, **detail: object) -> None:
@@ -106,6 +107,7 @@ class SqlDispatch(SqlBase):
             db.execute("UPDATE jobs SET state = ? WHERE id = ?", (JobState.QUEUED, job_id))
             db.execute(_PUT_ROW, (job_id, 1, not_before, None))
             add_event(db, job_id, EventKind.SPOOLED, {"state": JobState.QUEUED, **detail})
+            self._announce(db)
 
     def dispatch_rows(self, *, claimed: bool | None = None) -> list[DispatchRow]:
         """The rows of jobs still open (queued or sending); only waiting or only placed ones
@@ -174,6 +176,8 @@ class SqlDispatch(SqlBase):
                 settle(db, job_id, JobState.FAILED)
                 detail = {"state": JobState.FAILED, "round": round_, "host": host}
                 add_event(db, job_id, EventKind.LEASE_EXPIRED, detail)
+            if rows:
+                self._announce(db)
         return [str(job_id) for job_id, _, _ in rows]
 
     def release_call(self, job_id: str, round_: int, **detail: object) -> None:
@@ -186,6 +190,7 @@ class SqlDispatch(SqlBase):
             ).rowcount
             if released:
                 add_event(db, job_id, EventKind.UNDIALLED, {"round": round_, **detail})
+                self._announce(db)
 
     def cancel_waiting(self, job_id: str, event: EventKind, **detail: object) -> bool:
         """Cancel a job whose next call waits in faxmail's queue (no call file anywhere): its

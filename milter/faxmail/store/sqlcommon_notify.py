@@ -74,6 +74,7 @@ class SqlNotify(SqlBase):
                 return False
             settle(db, job_id, outcome)
             add_event(db, job_id, event, {"state": outcome, **detail})
+            self._announce(db)  # its line and number are free
         return True
 
     def result_delivered(self, job_id: str) -> None:

@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from faxmail.store.errors import StoreUnavailable
+from faxmail.store.interface import DispatchListener
 from faxmail.store.model import Job, RateLimits  # noqa: F401 - importable from here, as before
 from faxmail.store.sqlcommon import Db, SqlJobs
 from faxmail.store.sqlcommon_dispatch import SqlDispatch
@@ -90,6 +91,12 @@ class SqliteStore(SqlJobs, SqlNotify, SqlMessageIdClaims, SqlDocuments, SqlDispa
 
     def _lock_key(self, db: Db, key: str) -> None:
         pass  # BEGIN IMMEDIATE holds the one write lock already
+
+    def _announce(self, db: Db) -> None:
+        pass  # one host: notify and the milter poke its dispatcher's wake socket
+
+    def dispatch_listener(self) -> DispatchListener | None:
+        return None
 
     def close(self) -> None:
         with self._lock:
