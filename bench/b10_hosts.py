@@ -172,8 +172,8 @@ def run(cfg: Config) -> Section:
         "under quiet hours first, then released on both MX hosts at once (policy rewritten, "
         "SIGHUP).",
         "notify on each Asterisk host has a state directory of its own (no shared files), so "
-        "it cannot poke a dispatcher's wake socket: a call's end is seen at the dispatchers' "
-        "next tick (every 3 s) — part of the gap between calls that the ratio shows.",
+        "it cannot poke a dispatcher's wake socket: a call's end reaches both dispatchers as a "
+        "PostgreSQL NOTIFY from the transaction that records it (their LISTEN connections).",
         "Durations, busy/congestion and calls at once are the far ends' own NOTICE lines in "
         "Asterisk's logs (tests/infra/farend.py); calls per dispatcher from the milters' "
         "'dialling' log lines.",
