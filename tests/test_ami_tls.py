@@ -3,16 +3,17 @@ goes through, and a certificate the settings do not trust stops it before the lo
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from faxmail.asterisk.callfile import CallFile
 from faxmail.asterisk.dialer import AmiDialer, DialError
 from faxmail.core.asteriskhosts import AmiHost
 from infra.asterisk import StartAsterisk, manager_conf
 from infra.net import free_port
 from infra.tlscert import self_signed
+from test_ami import CALL as FAKE_MANAGER_CALL
 
 pytestmark = [pytest.mark.asterisk]
 
@@ -22,17 +23,7 @@ EXTENSIONS = (
     "exten => _X.,1,Answer()\nsame => n,Hangup()\n"
     "exten => send,1,Hangup()\n"
 )
-CALL = CallFile(
-    channel="Local/0312345678@faxmail-send",
-    context="faxmail-send",
-    extension="send",
-    priority=1,
-    max_retries=0,
-    retry_time=60,
-    wait_time=5,
-    caller_id=None,
-    variables={"FAXMAIL_JOB": "0123abcd0123abcd", "FAXFILE": "/s/fax/0123abcd0123abcd.tif"},
-)
+CALL = replace(FAKE_MANAGER_CALL, channel="Local/0312345678@faxmail-send")  # answered here
 
 
 def test_originate_over_tls_and_an_untrusted_certificate(
