@@ -251,7 +251,10 @@ class Renderer:
         try:
             cuts = page_cuts(inputs, scratch, options)
             if cuts is not None:
-                os.write(writer, cuts_text(cuts))  # a few bytes a page: never a full pipe
+                # a few bytes a page: never a full pipe; a gs that ended already (it reads
+                # them at its first page) is judged by finish(), from what it said
+                with contextlib.suppress(BrokenPipeError):
+                    os.write(writer, cuts_text(cuts))
                 return running, None
         except BaseException:
             ghostscript.abandon(running)
