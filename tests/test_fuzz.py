@@ -604,7 +604,7 @@ def wellformed_tree(draw: st.DrawFn, path: str = "0") -> tuple[Part, list[Expect
 # =============================================================================================
 
 _PART_NAME = re.compile(
-    r"part-(\d{2,3})\.(pdf|tiff|png|jpeg|docx|doc|xlsx|xls|odt|ods|rtf|pptx|txt)"
+    r"part-(\d{2,3})\.(pdf|tiff|png|jpeg|docx|doc|xlsx|xls|odt|ods|odp|rtf|pptx|txt)"
 )
 _MAGIC_OF = {
     "png": (b"\x89PNG\r\n\x1a\n",),

@@ -41,6 +41,7 @@ from infra import officefiles as of
 
 ODT = "application/vnd.oasis.opendocument.text"
 ODS = "application/vnd.oasis.opendocument.spreadsheet"
+ODP = "application/vnd.oasis.opendocument.presentation"
 DOCX_TYPE = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
 LETTER = [["請求書の送付について", "Invoice 2026-1138"], ["Page two"], ["Page three"]]
 
@@ -61,6 +62,7 @@ def refused(path: Path, **kw: object) -> Reply:
         (of.xlsx([["a", 1.0]]), "xlsx"),
         (of.odf(ODT), "odt"),
         (of.odf(ODS), "ods"),
+        (of.odf(ODP), "odp"),
         (b"{\\rtf1\\ansi hello}", "rtf"),
         (of.cfb({"WordDocument": of.word_fib()}), "doc"),
         (of.cfb({"Workbook": of.biff_globals()}), "xls"),
@@ -70,7 +72,20 @@ def refused(path: Path, **kw: object) -> Reply:
         (of.cfb({"Something": b"x"}), None),
         (b"plain words", None),  # text only when the sender says it is text
     ],
-    ids=["docx", "xlsx", "odt", "ods", "rtf", "doc", "xls", "xls-biff5", "odg", "ole", "text"],
+    ids=[
+        "docx",
+        "xlsx",
+        "odt",
+        "ods",
+        "odp",
+        "rtf",
+        "doc",
+        "xls",
+        "xls-biff5",
+        "odg",
+        "ole",
+        "text",
+    ],
 )
 def test_formats_are_recognised_by_content(data: bytes, kind: str | None, tmp_path: Path) -> None:
     path = tmp_path / "part.new"
@@ -85,6 +100,7 @@ def test_formats_are_recognised_by_content(data: bytes, kind: str | None, tmp_pa
         (of.xlsx([["a"]], macro_sheet=True), OFFICE_MACROS),
         (of.odf(ODT, {"Basic/Standard/Module1.xml": "<x/>"}), OFFICE_MACROS),
         (of.odf(ODS, {"Scripts/python/evil.py": "import os"}), OFFICE_MACROS),
+        (of.odf(ODP, {"Basic/Standard/Module1.xml": "<x/>"}), OFFICE_MACROS),
         (of.odf(ODT, {"Object 1/Basic/Standard/Module1.xml": "<x/>"}), OFFICE_MACROS),
         (of.cfb({"WordDocument": of.word_fib()}, {"Macros": {"PROJECT": b"x"}}), OFFICE_MACROS),
         (of.cfb({"Workbook": of.biff_globals()}, {"_VBA_PROJECT_CUR": {"VBA": b"x"}}),
@@ -98,7 +114,8 @@ def test_formats_are_recognised_by_content(data: bytes, kind: str | None, tmp_pa
         (of.cfb({"WordDocument": of.word_fib()})[:1200], DOCUMENT_DAMAGED),
         (of.cfb({"Workbook": b"\x01\x02\x03\x04garbage"}), DOCUMENT_DAMAGED),
     ],
-    ids=["docm", "xlsx-xlm", "odt-basic", "ods-scripts", "odt-embedded-basic", "doc-macros",
+    ids=["docm", "xlsx-xlm", "odt-basic", "ods-scripts", "odp-basic", "odt-embedded-basic",
+         "doc-macros",
          "xls-vba", "xls-xlm", "xlsx-password", "odt-password", "doc-password", "xls-password",
          "docx-cut", "doc-cut", "xls-garbage"],
 )  # fmt: skip
@@ -197,7 +214,7 @@ def test_declared_office_file_that_is_none_is_refused(tmp_path: Path) -> None:
         extract_documents(parse_message(mail(attachment(b"hello", DOCX_TYPE, "x.docx"))), tmp_path)
     assert caught.value.reply.text == (
         "attachment 1 (x.docx) cannot be read: it is not a DOCX, DOC, XLSX, XLS, ODT, ODS,"
-        " RTF or PPTX file"
+        " ODP, RTF or PPTX file"
     )
     assert list(tmp_path.iterdir()) == []
 
@@ -403,6 +420,8 @@ def made_by_libreoffice() -> dict[str, bytes]:
         "ods": of.libreoffice_convert(table, "xlsx", "ods"),
         "pptx": of.libreoffice_convert(of.fodp(["Slide one", "Slide two"]).encode(), "fodp",
                                        "pptx"),
+        "odp": of.libreoffice_convert(of.fodp(["Slide one", "Slide two"]).encode(), "fodp",
+                                      "odp"),
     }  # fmt: skip
 
 
@@ -424,7 +443,7 @@ def test_documents_are_faxed_with_their_page_counts(
 ) -> None:
     documents = []
     for kind, data in [("docx", of.docx(LETTER)), *made_by_libreoffice.items()]:
-        if kind in ("docx", "doc", "pptx"):
+        if kind in ("docx", "doc", "pptx", "odp"):
             path = tmp_path / f"part.{kind}"
             path.write_bytes(data)
             documents.append(Document(kind, path, kind))  # type: ignore[arg-type]
@@ -433,7 +452,7 @@ def test_documents_are_faxed_with_their_page_counts(
     documents.append(Document("txt", text, "txt"))
     work = tmp_path / "work"
     work.mkdir()
-    assert fax_pages(documents, work) == 3 + 3 + 2 + 1
+    assert fax_pages(documents, work) == 3 + 3 + 2 + 2 + 1
     assert [p.name for p in work.iterdir()] == ["fax.tif"]
 
 

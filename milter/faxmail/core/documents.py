@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Literal, get_args
 
 # Office files and text attachments, converted to PDF by LibreOffice (render/office.py) first.
-OfficeKind = Literal["docx", "doc", "xlsx", "xls", "odt", "ods", "rtf", "pptx", "txt"]
+OfficeKind = Literal["docx", "doc", "xlsx", "xls", "odt", "ods", "odp", "rtf", "pptx", "txt"]
 OFFICE_KINDS: frozenset[str] = frozenset(get_args(OfficeKind))
 DocumentKind = Literal["pdf", "tiff", "png", "jpeg"] | OfficeKind
 

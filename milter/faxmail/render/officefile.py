@@ -40,6 +40,7 @@ OFFICE_CONTENT_TYPES: dict[str, OfficeKind] = {
     "application/vnd.ms-excel": "xls",
     "application/vnd.oasis.opendocument.text": "odt",
     "application/vnd.oasis.opendocument.spreadsheet": "ods",
+    "application/vnd.oasis.opendocument.presentation": "odp",
     "application/rtf": "rtf",
     "text/rtf": "rtf",
     "application/vnd.openxmlformats-officedocument.presentationml.presentation": "pptx",
@@ -58,6 +59,7 @@ OFFICE_EXTENSIONS: dict[str, OfficeKind] = {
     "xls": "xls",
     "odt": "odt",
     "ods": "ods",
+    "odp": "odp",
     "rtf": "rtf",
     "pptx": "pptx",
     "pptm": "pptx",
@@ -83,6 +85,7 @@ _OOXML_MAIN: dict[str, OfficeKind] = {
 _ODF_MIMETYPES: dict[bytes, OfficeKind] = {
     b"application/vnd.oasis.opendocument.text": "odt",
     b"application/vnd.oasis.opendocument.spreadsheet": "ods",
+    b"application/vnd.oasis.opendocument.presentation": "odp",
 }
 _BIFF_BOF, _BIFF_EOF, _BIFF_FILEPASS, _BIFF_BOUNDSHEET = 0x0809, 0x000A, 0x002F, 0x0085
 _BIFF_MACRO_SHEETS = {1: "an Excel 4 macro sheet", 6: "a VBA module"}
@@ -97,7 +100,7 @@ class OfficeClaim:
     text: bool  # declared text (text/plain, .txt): taken as text if it is no other format
 
 
-NOT_OFFICE = "it is not a DOCX, DOC, XLSX, XLS, ODT, ODS, RTF or PPTX file"
+NOT_OFFICE = "it is not a DOCX, DOC, XLSX, XLS, ODT, ODS, ODP, RTF or PPTX file"
 
 
 def office_claim(
