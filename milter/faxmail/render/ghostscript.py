@@ -177,7 +177,6 @@ def abandon(running: Running) -> None:
 
 def _gs_arguments(options: RenderOptions, target: str, grey: bool) -> list[str]:
     """`target`: gs's OutputFile, its % already doubled."""
-    y_dpi = 196 if options.resolution == "fine" else 98
     argv = [
         "gs",
         "-dSAFER",
@@ -189,7 +188,7 @@ def _gs_arguments(options: RenderOptions, target: str, grey: bool) -> list[str]:
         "-dFIXEDMEDIA",
         "-dPDFFitPage",  # scale any page size to the paper, rotate landscape pages
         "-sstdout=%stderr",  # one stream: messages stay in order with our markers
-        f"-r204x{y_dpi}",
+        f"-r204x{options.y_dpi}",
     ]
     argv.append("-sOutputFile=" + target)
     if grey:

@@ -29,6 +29,11 @@ class RenderOptions:
     memory_limit_bytes: int = 2 * 1024**3
 
     @property
+    def y_dpi(self) -> int:
+        """Rows per inch: fine 196, standard 98 (204 dots per inch across, always)."""
+        return 196 if self.resolution == "fine" else 98
+
+    @property
     def grey_pages(self) -> bool:
         """Adaptive grey handling: gs renders grey pages for binarise.py when a document has
         raster images, else fax bits with one threshold (renderer.py decides per fax)."""

@@ -94,7 +94,6 @@ def page_samples(
     """The page's levels (from a 1/SAMPLE sample, as binarise() takes them) and its block
     means (1/BLOCK), with the image where -dPDFFitPage puts it and white paper around."""
     paper_w, paper_h = PAGE_POINTS[options.paper]
-    y_dpi = 196 if options.resolution == "fine" else 98
     width, height = box[2] - box[0], box[3] - box[1]
     if (width > height) != (paper_w > paper_h):
         paper_w, paper_h = paper_h, paper_w  # a landscape page is turned: its own canvas
@@ -103,7 +102,7 @@ def page_samples(
     x0, y0, x1, y1 = image.box
     # device pixels of the image's box, top-down (PDF space is bottom-up)
     px = 204 / 72
-    py = y_dpi / 72
+    py = options.y_dpi / 72
     rect = (
         (off_x + (x0 - box[0]) * fit) * px,
         (paper_h - off_y - (y1 - box[1]) * fit) * py,

@@ -263,8 +263,7 @@ class Renderer:
             os.close(writer)
         ghostscript.abandon(running)  # it waits for thresholds; the grey path paints instead
         partial.unlink(missing_ok=True)
-        y_dpi = 196 if options.resolution == "fine" else 98
-        stream = GreyStream(partial, y_dpi)
+        stream = GreyStream(partial, options.y_dpi)
         try:
             running = ghostscript.start(
                 options, inputs, partial, scratch, processes, grey_fd=stream.write_fd
