@@ -70,16 +70,20 @@ def waiting_calls(milter: MilterProcess) -> int:
 
 
 def owed_calls(milter: MilterProcess) -> list[str]:
-    """The job ids owed a call, sorted: one per call file in outgoing/ (placed) and one per
-    queued job waiting in faxmail's queue. A job placed twice, or placed and waiting, is
-    listed twice; so every queued job is listed exactly once in a consistent spool."""
+    """The job ids owed a call, sorted: one per call file in outgoing/ (placed), one per
+    queued job waiting in faxmail's queue, and one per job the dispatcher has claimed but not
+    yet renamed into outgoing/ (read between its claim and its rename). A job placed twice,
+    or placed and waiting, is listed twice; so every queued job is listed exactly once in a
+    consistent spool."""
     placed = [path.name.split(".")[0].split("-")[0] for path in callfiles(milter)]
-    waiting = _queue(
+    rows = _queue(
         milter,
-        "SELECT d.job_id FROM dispatch d JOIN jobs j ON j.id = d.job_id"
-        " WHERE d.host IS NULL AND j.state = 'queued'",
+        "SELECT d.job_id, d.host IS NULL FROM dispatch d JOIN jobs j ON j.id = d.job_id"
+        " WHERE j.state = 'queued'",
     )
-    return sorted([*placed, *(str(job_id) for (job_id,) in waiting)])
+    waiting = [str(job_id) for job_id, unclaimed in rows if unclaimed]
+    placing = [str(job_id) for job_id, unclaimed in rows if not unclaimed]
+    return sorted([*placed, *waiting, *(job for job in placing if job not in placed)])
 
 
 def job_rows(milter: MilterProcess, columns: str = "id, state") -> list[tuple[object, ...]]:
